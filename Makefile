@@ -1,0 +1,25 @@
+# Bootstrap: a local .venv with pinned dependencies. Idempotent: a second run installs nothing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: bootstrap test demo clean
+
+bootstrap: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU wheel on local disk (an open range would pull a CUDA build).
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: bootstrap
+	$(BIN)/python -m device_sim run --days 30 --seed 7 --device devices/demo
+
+test: bootstrap
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) devices
