@@ -68,6 +68,154 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(desc: str):
+    """A tqdm bar on stderr fed one day at a time; returns (callback, close)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="day", file=sys.stderr, disable=None, leave=False)
+    return (lambda day: (bar.set_postfix_str(day, refresh=False), bar.update(1))), bar
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    _device_arg(p)
+    p.add_argument("--until", metavar="DATE", help="train days up to this local date (YYYY-MM-DD), default all")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("train", "personalise the model on every day not yet trained, then re-export", _configure_train)
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import train
+
+    tick, bar = _progress_bar("train")
+    with bar:
+        res = train(args.device, args.until, tick, on_plan=lambda plan: bar.reset(total=len(plan.days)))
+    if args.json:
+        _print_json(res)
+    elif res["trained_days"]:
+        how = f" (replayed from checkpoint {res['rewound_to']})" if res["rewound_to"] else ""
+        print(f"trained {len(res['trained_days'])} day(s){how}; model version {res['version']}")
+    else:
+        print(f"nothing to train; model version {res['version']}")
+    return 0
+
+
+def _configure_maintain(p: argparse.ArgumentParser) -> None:
+    _device_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("maintain", "run pending exact forgetting passes (the phone does this while charging)", _configure_maintain)
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from .api import maintain
+
+    tick, bar = _progress_bar("exact pass")
+    with bar:
+        res = maintain(args.device, tick)
+    if args.json:
+        _print_json(res or {"pending": False})
+    else:
+        print("no pending exact pass" if res is None else
+              f"exact pass done from {res['replayed_from']}; model version {res['version_after']}")
+    return 0
+
+
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    _device_arg(p)
+    p.add_argument("--format", default=None, help="comma-separated: onnx,coreml (default: the current formats)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("export", "export the current model for the app (ONNX, CoreML), replacing the old export", _configure_export)
+def cmd_export(args: argparse.Namespace) -> int:
+    from .api import export
+
+    res = export(args.device, args.format)
+    if args.json:
+        _print_json(res)
+    else:
+        print(f"exported {', '.join(res['formats'])}: version {res['export_version']}")
+    return 0
+
+
+def _configure_forget(p: argparse.ArgumentParser) -> None:
+    _device_arg(p)
+    g = p.add_argument_group("selector (exactly one)")
+    g.add_argument("--date", metavar="DATE", help="a local day, YYYY-MM-DD")
+    g.add_argument("--from", dest="start", metavar="DATE", help="first day of a range (with --to)")
+    g.add_argument("--to", dest="end", metavar="DATE", help="last day of a range, inclusive")
+    g.add_argument("--utterance", dest="ids", nargs="+", metavar="ID", help="utterance ids")
+    g.add_argument("--contains", metavar="TEXT", help="every utterance that mentions TEXT (case-insensitive)")
+    p.add_argument("--mode", default="auto", help="fast | exact | auto (default: exact when cheap, else fast now "
+                                                  "and exact at the next maintain)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("forget", "forget a day, a range, utterances or a phrase: model, ledger, logs and exports", _configure_forget)
+def cmd_forget(args: argparse.Namespace) -> int:
+    from .api import forget
+
+    tick, bar = _progress_bar("exact replay")
+    with bar:
+        res = forget(args.device, date=args.date, start=args.start, end=args.end, ids=args.ids,
+                     contains=args.contains, mode=args.mode, dry_run=args.dry_run, progress=tick)
+    if args.json:
+        _print_json(res)
+    elif res.get("dry_run"):
+        print(f"would forget {res['utterances']} utterance(s) on {len(res['days'])} day(s) with the "
+              f"{res['mode']} tier ({len(res['trained_days'])} trained day(s), "
+              f"{res['exact_replay_days']} day(s) to replay exactly); nothing changed")
+        for day, n in res["days"].items():
+            print(f"  {day}  {n:4d}")
+    else:
+        print(f"forgot {res['utterances']} utterance(s) on {len(res['days'])} day(s) [{res['tier']}]; "
+              f"model {res['version_before']} -> {res['version_after']} ({res['state']}); "
+              f"receipt {res['id']}")
+    return 0
+
+
+def _configure_history(p: argparse.ArgumentParser) -> None:
+    _device_arg(p)
+    p.add_argument("--json", action="store_true", help="print the receipts as a JSON list")
+
+
+@command("history", "list the forget receipts of a device", _configure_history)
+def cmd_history(args: argparse.Namespace) -> int:
+    from .api import history
+
+    rows = history(args.device)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no receipts")
+    for r in rows:
+        sel = r.get("selector", {})
+        what = {"date": lambda: sel["from"], "range": lambda: f"{sel['from']}..{sel['to']}",
+                "utterance": lambda: f"{sel['count']} id(s)", "contains": lambda: f"phrase #{sel['sha256'][:8]}"}
+        desc = what.get(sel.get("kind"), lambda: "")()
+        print(f"{r['time_utc']}  {r['type']:10s} {r['tier']:6s} {desc:24s} "
+              f"{r.get('version_before', '')} -> {r.get('version_after', '')}  {r['id'][:8]}")
+    return 0
+
+
+def _configure_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="JSONL file: one utterance per line (text, intent, timestamp, tz)")
+    _device_arg(p)
+    p.add_argument("--seed", type=int, default=None, help="device seed if the device is created (default 0)")
+
+
+@command("import", "import utterances from a JSONL file into a device: every line valid, or nothing imported",
+         _configure_import)
+def cmd_import(args: argparse.Namespace) -> int:
+    from .importer import import_jsonl
+
+    res = import_jsonl(args.device, args.file, seed=args.seed)
+    created = " (new device)" if res.created else ""
+    print(f"imported {res.utterances} utterances over {res.days} local days into {res.device}{created}")
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
