@@ -19,7 +19,7 @@ import json
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from assistant_forget.clinc import OOS, intent_labels, load_clinc
 from assistant_forget.errors import BadInput
 from assistant_forget.fsio import atomic_write_bytes
+from assistant_forget.localtime import zone
 
 from .canary import Canary
 from .persona import CORE_INTENTS, WORK_INTENTS, Persona, make_persona
@@ -97,7 +98,7 @@ class DayPlan:
     latest: float  # local hour by which everything has been said
 
 
-def localize(naive: datetime, tz: ZoneInfo) -> datetime:
+def localize(naive: datetime, tz: tzinfo) -> datetime:
     """Attach `tz` to a wall-clock time; a time in a DST gap (which never happened) moves forward by the gap.
 
     >>> ny = ZoneInfo("America/New_York")
@@ -261,7 +262,7 @@ def _day_records(persona: Persona, plan: DayPlan, seed: int, mean: float, heldou
     """(aware time, record) for everything said on one day, the canaries planted on it included."""
     side = "heldout" if heldout else "log"
     rng = random.Random(f"device_sim.day:{side}:{seed}:{plan.index}")
-    tz = ZoneInfo(plan.tz)
+    tz = zone(plan.tz)  # the pinned tzdata, as the importer uses
     n = poisson(rng, mean * (cfg.weekend if plan.weekend else cfg.weekday))
     out = []
     for kind in _kinds(rng, persona, plan, n, cfg):
