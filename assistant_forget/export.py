@@ -148,7 +148,9 @@ def export_onnx(model: AssistantModel, spec: ExportSpec) -> bytes:
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter": chosen on purpose
         torch.onnx.export(m, (ids, mask), buf, dynamo=False, opset_version=ONNX_OPSET,
                           input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                          dynamic_axes=axes, do_constant_folding=True)
+                          # no folding: it would store the tied LM head a second time, transposed
+                          # (+0.5 MB); onnxruntime folds constants in memory when it loads the model
+                          dynamic_axes=axes, do_constant_folding=False)
     proto = onnx.load_from_string(buf.getvalue())
     for key, value in sorted(export_metadata(model, spec).items()):
         proto.metadata_props.add(key=key, value=value)

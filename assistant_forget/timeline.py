@@ -111,7 +111,7 @@ class Timeline:
         """What `sync` would do: the earliest day whose trained data differs from the store, and from where."""
         m = self.manifest()
         last = max(m.days, default=None)
-        horizon = max(filter(None, [until, last]), default=None)
+        horizon = None if until is None else max(until, last or until)  # `until` never un-trains a day
         target = sorted(d for d in days_with_data if horizon is None or d <= horizon)
         start = m.pending_exact_from
         for d in sorted(set(target) | set(m.days)):

@@ -1,0 +1,104 @@
+"""Library API: one function per CLI command, each taking a device directory.
+
+Every function that writes holds the device lock, and first finishes any forget a crash interrupted
+(`forget.recover`). Arguments are validated before the device is opened, so bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from . import forget as forgetting
+from . import receipts
+from .device import Device
+from .engine import Engine, open_engine
+from .errors import BadInput
+from .localtime import parse_date
+from .store import LogStore
+from .timeline import Progress
+
+FORMATS = ("onnx", "coreml")
+
+
+@contextmanager
+def session(root: Path, progress: Progress | None = None) -> Iterator[Engine]:
+    """Open a device for writing: lock, store, engine; roll forward an interrupted forget."""
+    dev = Device.open(root)
+    with dev.locked(), LogStore(dev.store_path) as store:
+        eng = open_engine(dev, store)
+        forgetting.recover(eng, progress)
+        yield eng
+
+
+def parse_formats(spec: str | None) -> tuple[str, ...] | None:
+    """'onnx,coreml' -> ('onnx', 'coreml'); None keeps the device's current formats."""
+    if spec is None:
+        return None
+    fmts = tuple(dict.fromkeys(f.strip().lower() for f in spec.split(",") if f.strip()))
+    bad = [f for f in fmts if f not in FORMATS]
+    if not fmts or bad:
+        raise BadInput(f"--format takes a comma-separated list of {', '.join(FORMATS)}; got {spec!r}")
+    return fmts
+
+
+def train(root: Path, until: str | None = None, progress: Progress | None = None,
+          on_plan=None) -> dict:
+    """Train every day not yet trained (up to `until`), run pending exact passes, re-export if anything changed."""
+    until_day = parse_date(until).isoformat() if until is not None else None
+    with session(root, progress) as eng:
+        plan = eng.plan(until_day)
+        if on_plan:
+            on_plan(plan)
+        before = eng.manifest().version
+        eng.sync(until_day, progress)
+        m = eng.manifest()
+        export = eng.publish() if (m.version != before or not _has_export(eng)) else None
+        return {"trained_days": plan.days, "rewound_to": None if plan.resume else (plan.rewind_to or "initial"),
+                "version": m.version, "export_version": export}
+
+
+def maintain(root: Path, progress: Progress | None = None) -> dict | None:
+    """Run the exact passes that fast forgets left pending (the phone calls this while charging)."""
+    with session(root, progress) as eng:
+        return forgetting.maintain(eng, progress)
+
+
+def export(root: Path, formats: str | None = None) -> dict:
+    """Re-export the current model (atomically replacing the previous export)."""
+    fmts = parse_formats(formats)
+    with session(root) as eng:
+        version = eng.publish(fmts)
+        return {"export_version": version, "formats": list(fmts or eng.export_formats())}
+
+
+def forget(root: Path, *, date: str | None = None, start: str | None = None, end: str | None = None,
+           ids: list[str] | None = None, contains: str | None = None, mode: str = "auto",
+           dry_run: bool = False, progress: Progress | None = None) -> dict:
+    """Forget what the selector names (see forget.py); with `dry_run`, only the plan."""
+    sel = forgetting.Selector.parse(date_=date, start=start, end=end, ids=ids, contains=contains)
+    if mode not in forgetting.MODES:
+        raise BadInput(f"--mode must be one of {', '.join(forgetting.MODES)}, got {mode!r}")
+    if dry_run:
+        dev = Device.open(root)
+        with LogStore(dev.store_path, readonly=True) as store:
+            return {"dry_run": True, **forgetting.make_plan(open_engine(dev, store), sel, mode).summary()}
+    with session(root, progress) as eng:
+        return forgetting.forget(eng, sel, mode, progress)
+
+
+def history(root: Path) -> list[dict]:
+    """Every receipt of the device, oldest first."""
+    return receipts.read_all(Device.open(root).root)
+
+
+def _has_export(eng: Engine) -> bool:
+    return eng.current_export() is not None
+
+
+def status(root: Path) -> dict:
+    """The device's status (see status.py); reads only."""
+    from .status import device_status
+
+    return device_status(root)

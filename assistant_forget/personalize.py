@@ -1,0 +1,136 @@
+"""Nightly personalisation of the assistant model: what one day trains, on which parameters.
+
+Which parameters move: low-rank adapters on every projection, every LayerNorm, and the intent bias —
+a few thousand numbers, so a day's delta fits the ledger budget, and the base weights (public) never
+change, which with public replay keeps what the base knew (see docs/personalisation.md for the numbers).
+
+A day trains on its own utterances, a replay sample of earlier retained days, and a sample of public
+CLINC150 text; both heads (intent cross-entropy and next-token loss). Fresh optimizer each day; every
+random choice comes from the day's seed, and utterances are read in the store's canonical order, so a
+day's update depends only on (base, state, data, seed) — never on insertion order or ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .clinc import load_clinc
+from .store import LogStore, Utterance
+from .tokenizer import PAD_ID, Tokenizer
+
+
+@dataclass(frozen=True)
+class PersonalizationConfig:
+    adapter_rank: int = 4  # rank of the low-rank adapters that carry personalisation
+    personal: str = "adapters+norms+intent_bias"  # which parameters personalise (see PERSONAL_SETS)
+    lr: float = 3e-3  # AdamW learning rate (fresh optimizer every day)
+    epochs: int = 2  # passes over the day's mixed batch set
+    batch_size: int = 32  # utterances per step
+    replay_personal: int = 32  # utterances sampled from earlier retained days
+    replay_public: int = 32  # CLINC150 train utterances mixed in to keep the base's knowledge
+    lm_weight: float = 0.5  # weight of the next-token loss beside the intent loss
+    repair_steps: int = 8  # steps of the fast tier's repair fine-tune on retained days
+    repair_sample: int = 128  # retained utterances the repair draws from
+    checkpoint_every: int = 7  # ledger checkpoint after every C-th trained day
+    delta_dtype: str = "float16"  # ledger storage of deltas
+
+    def __post_init__(self) -> None:
+        if self.personal not in PERSONAL_SETS:
+            raise ValueError(f"personal={self.personal!r}: choose one of {sorted(PERSONAL_SETS)}")
+        if self.adapter_rank < 0 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"invalid personalisation config: {self}")
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+
+
+PERSONAL_SETS = {
+    "adapters+norms+intent_bias": lambda n: "lora_" in n or ".ln" in n or n.startswith("ln_f") or n == "intent.bias",
+    "adapters": lambda n: "lora_" in n,
+    "norms+biases": lambda n: ".ln" in n or n.startswith("ln_f") or n.endswith(".bias"),
+    "top_block+heads": lambda n: n.startswith("blocks.1.") and "lora_" not in n or n.startswith(("ln_f", "intent")),
+}
+
+
+def personal_parameters(model: nn.Module, cfg: PersonalizationConfig) -> list[str]:
+    """Names of the parameters that personalise, in the model's order."""
+    pick = PERSONAL_SETS[cfg.personal]
+    return [n for n, _ in model.named_parameters() if pick(n)]
+
+
+def fingerprint_day(rows: list[Utterance]) -> str:
+    """Hash of a day's training data in canonical order (changes when an utterance is added or removed)."""
+    h = hashlib.sha256()
+    for u in rows:
+        h.update(f"{u.id}\x1f{u.utc}\x1f{u.tz}\x1f{u.intent}\x1f{u.text}\x1e".encode())
+    return h.hexdigest()
+
+
+def joint_loss(model: nn.Module, tok: Tokenizer, texts: list[str], intents: torch.Tensor,
+               lm_weight: float, max_len: int) -> torch.Tensor:
+    """Intent cross-entropy + weighted next-token cross-entropy over real tokens."""
+    ids, mask = tok.encode_batch(texts, max_len)  # (B, T) each
+    intent_logits, lm_logits = model(ids, mask)  # (B, I), (B, T, V)
+    loss = F.cross_entropy(intent_logits, intents)
+    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (B, T-1), pads ignored
+    lm = F.cross_entropy(lm_logits[:, :-1].reshape(-1, lm_logits.size(-1)), targets.reshape(-1),
+                         ignore_index=-100)
+    return loss + lm_weight * lm
+
+
+class DayTrainer:
+    """The assistant's `train_day` and `repair` callables for a `Timeline`, reading from the log store."""
+
+    def __init__(self, store: LogStore, tok: Tokenizer, labels: Sequence[str], cfg: PersonalizationConfig,
+                 max_len: int) -> None:
+        self.store, self.tok, self.cfg, self.max_len = store, tok, cfg, max_len
+        self.label_index = {name: i for i, name in enumerate(labels)}
+        self.public = load_clinc()["train"] + load_clinc()["oos_train"]
+
+    def _fit(self, model: nn.Module, examples: list[tuple[str, str]], seed: int, steps: int | None) -> None:
+        rng = random.Random(seed)
+        torch.manual_seed(seed)  # dropout
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
+        model.train()
+        bs = self.cfg.batch_size
+        batches = []
+        for _ in range(self.cfg.epochs if steps is None else 10**6):
+            order = examples[:]
+            rng.shuffle(order)
+            batches += [order[i:i + bs] for i in range(0, len(order), bs)]
+            if steps is not None and len(batches) >= steps:
+                batches = batches[:steps]
+                break
+        for batch in batches:
+            texts = [t for t, _ in batch]
+            y = torch.tensor([self.label_index[i] for _, i in batch])
+            opt.zero_grad(set_to_none=True)
+            joint_loss(model, self.tok, texts, y, self.cfg.lm_weight, self.max_len).backward()
+            opt.step()
+        model.eval()
+
+    def _sample(self, rng: random.Random, rows: list, k: int) -> list:
+        return rows if len(rows) <= k else rng.sample(rows, k)
+
+    def train_day(self, model: nn.Module, day: str, seed: int) -> None:
+        rng = random.Random(seed ^ 0x5EED)
+        today = [(u.text, u.intent) for u in self.store.by_day(day)]
+        earlier = [(u.text, u.intent) for u in self.store.before(day)]
+        examples = (today + self._sample(rng, earlier, self.cfg.replay_personal)
+                    + self._sample(rng, self.public, self.cfg.replay_public))
+        self._fit(model, examples, seed, None)
+
+    def repair(self, model: nn.Module, seed: int) -> None:
+        rng = random.Random(seed ^ 0x5EED)
+        retained = [(u.text, u.intent) for u in self.store.before("9999-12-31")]
+        examples = (self._sample(rng, retained, self.cfg.repair_sample)
+                    + self._sample(rng, self.public, self.cfg.replay_public))
+        self._fit(model, examples, seed, self.cfg.repair_steps)

@@ -1,0 +1,67 @@
+"""Nightly personalisation on a device: determinism, late arrivals, tamper detection, CLI behaviour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant_forget import api
+from assistant_forget.cli import main
+from assistant_forget.errors import CorruptFile
+from assistant_forget.ledger import Ledger
+from devices import make_device, model_files, persona_log
+
+
+def day_of(r: dict) -> str:
+    return r["timestamp"][:10]
+
+
+def test_two_devices_train_to_identical_bytes_and_retrain_is_a_no_op(tmp_path: Path) -> None:
+    recs = persona_log(5)
+    a = make_device(tmp_path / "a", recs)
+    b = make_device(tmp_path / "b", recs)
+    assert model_files(a) == model_files(b)
+    files = model_files(a)
+    res = api.train(a)
+    assert res["trained_days"] == [] and res["export_version"] is None
+    assert model_files(a) == files
+    st = api.status(a)
+    assert st["trained_days"] == 5 and st["model_version"] == Ledger(a / "ledger").load_manifest().version
+
+
+def test_train_until_then_the_rest_equals_training_at_once(tmp_path: Path) -> None:
+    recs = persona_log(5)
+    days = sorted({day_of(r) for r in recs})
+    a = make_device(tmp_path / "a", recs, train=False)
+    assert api.train(a, until=days[1])["trained_days"] == days[:2]
+    assert api.train(a)["trained_days"] == days[2:]
+    assert model_files(a) == model_files(make_device(tmp_path / "b", recs))
+
+
+def test_late_utterances_for_a_trained_day_replay_from_that_day(tmp_path: Path) -> None:
+    """Policy: a day that gains utterances after it was trained is retrained, and every day after it."""
+    recs = persona_log(5)
+    days = sorted({day_of(r) for r in recs})
+    late = [r for r in recs if day_of(r) == days[2]][-2:]
+    a = make_device(tmp_path / "a", recs, keep=lambda r: r not in late)
+    src = tmp_path / "late.jsonl"
+    from device_sim.generator import write_jsonl
+    from assistant_forget.importer import import_jsonl
+
+    write_jsonl(late, src)
+    import_jsonl(a, src)
+    res = api.train(a)
+    assert res["rewound_to"] == "initial" and res["trained_days"] == days  # no checkpoint before that day yet
+    assert model_files(a) == model_files(make_device(tmp_path / "b", recs))
+
+
+def test_tampered_ledger_state_is_refused_with_the_file_name(tmp_path: Path) -> None:
+    dev = make_device(tmp_path / "dev", persona_log(3))
+    state = next((dev / "ledger").glob("state-*.safetensors"))
+    raw = bytearray(state.read_bytes())
+    raw[-1] ^= 0x40
+    state.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFile, match=state.name):
+        api.train(dev)
+    assert main(["train", "--device", str(dev)]) == CorruptFile.exit_code
