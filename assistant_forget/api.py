@@ -23,10 +23,24 @@ FORMATS = ("onnx", "coreml")
 
 
 @contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread: the model is tiny, extra threads only contend (10x slower on a busy
+    2-core machine), and one thread gives the same floating-point results on every machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def session(root: Path, progress: Progress | None = None) -> Iterator[Engine]:
     """Open a device for writing: lock, store, engine; roll forward an interrupted forget."""
     dev = Device.open(root)
-    with dev.locked(), LogStore(dev.store_path) as store:
+    with dev.locked(), LogStore(dev.store_path) as store, one_torch_thread():
         eng = open_engine(dev, store)
         forgetting.recover(eng, progress)
         yield eng
@@ -102,3 +116,27 @@ def status(root: Path) -> dict:
     from .status import device_status
 
     return device_status(root)
+
+
+def retain(root: Path, keep_days: int, today: str, mode: str = "auto",
+           progress: Progress | None = None) -> dict | None:
+    """Retention policy: forget every day more than `keep_days` days before `today`; its receipt, or None.
+
+    `today` is the device's local date (YYYY-MM-DD); the `keep_days` days up to it are kept. The receipt
+    is the forget's, marked with the policy that asked for it ({"trigger": "retention", "keep_days": N}).
+    """
+    from datetime import timedelta
+
+    if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 1:
+        raise BadInput(f"keep_days must be an integer >= 1 (the number of recent days to keep), got {keep_days!r}")
+    if mode not in forgetting.MODES:
+        raise BadInput(f"--mode must be one of {', '.join(forgetting.MODES)}, got {mode!r}")
+    cutoff = (parse_date(today) - timedelta(days=keep_days)).isoformat()
+    with session(root, progress) as eng:
+        old = [d for d in eng.store.day_counts() if d <= cutoff]
+        if not old:
+            return None
+        receipt = forgetting.forget(eng, forgetting.Selector("range", old[0], old[-1]), mode, progress)
+        policy = {"trigger": "retention", "keep_days": keep_days}
+        receipts.append(eng.dev.root, {"id": receipt["id"], **policy})
+        return {**receipt, **policy}
