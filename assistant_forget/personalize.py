@@ -56,6 +56,7 @@ PERSONAL_SETS = {
     "adapters": lambda n: "lora_" in n,
     "norms+biases": lambda n: ".ln" in n or n.startswith("ln_f") or n.endswith(".bias"),
     "top_block+heads": lambda n: n.startswith("blocks.1.") and "lora_" not in n or n.startswith(("ln_f", "intent")),
+    "all": lambda n: True,  # for comparison only: every weight, ~30x over the ledger budget
 }
 
 
