@@ -21,9 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .base_training import lm_loss
 from .clinc import load_clinc
 from .store import LogStore, Utterance
-from .tokenizer import PAD_ID, Tokenizer
+from .tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,7 @@ def joint_loss(model: nn.Module, tok: Tokenizer, texts: list[str], intents: torc
     """Intent cross-entropy + weighted next-token cross-entropy over real tokens."""
     ids, mask = tok.encode_batch(texts, max_len)  # (B, T) each
     intent_logits, lm_logits = model(ids, mask)  # (B, I), (B, T, V)
-    loss = F.cross_entropy(intent_logits, intents)
-    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (B, T-1), pads ignored
-    lm = F.cross_entropy(lm_logits[:, :-1].reshape(-1, lm_logits.size(-1)), targets.reshape(-1),
-                         ignore_index=-100)
-    return loss + lm_weight * lm
+    return F.cross_entropy(intent_logits, intents) + lm_weight * lm_loss(lm_logits, ids, mask)
 
 
 class DayTrainer:
@@ -102,15 +99,14 @@ class DayTrainer:
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         model.train()
         bs = self.cfg.batch_size
+        per_pass = -(-len(examples) // bs)
+        passes = self.cfg.epochs if steps is None else -(-steps // per_pass)
         batches = []
-        for _ in range(self.cfg.epochs if steps is None else 10**6):
+        for _ in range(passes):  # shuffled minibatches; with `steps`, exactly that many
             order = examples[:]
             rng.shuffle(order)
             batches += [order[i:i + bs] for i in range(0, len(order), bs)]
-            if steps is not None and len(batches) >= steps:
-                batches = batches[:steps]
-                break
-        for batch in batches:
+        for batch in batches[:steps]:
             texts = [t for t, _ in batch]
             y = torch.tensor([self.label_index[i] for _, i in batch])
             opt.zero_grad(set_to_none=True)
@@ -131,7 +127,7 @@ class DayTrainer:
 
     def repair(self, model: nn.Module, seed: int) -> None:
         rng = random.Random(seed ^ 0x5EED)
-        retained = [(u.text, u.intent) for u in self.store.before("9999-12-31")]
+        retained = [(u.text, u.intent) for u in self.store.all()]
         examples = (self._sample(rng, retained, self.cfg.repair_sample)
                     + self._sample(rng, self.public, self.cfg.replay_public))
         self._fit(model, examples, seed, self.cfg.repair_steps)
