@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: bootstrap
-	$(BIN)/python -m device_sim run --days 30 --seed 7 --device devices/demo
+	$(BIN)/python -m device_sim run --days 30 --seed 7 --device devices/demo --fresh
 
 test: bootstrap
 	$(BIN)/python -m pytest

@@ -140,3 +140,20 @@ def retain(root: Path, keep_days: int, today: str, mode: str = "auto",
         policy = {"trigger": "retention", "keep_days": keep_days}
         receipts.append(eng.dev.root, {"id": receipt["id"], **policy})
         return {**receipt, **policy}
+
+
+def verify(root: Path, date: str | None = None, *, weights: str = "onnx", unseen: Path | None = None,
+           canary: str | None = None, lira: int = 0, report: Path | None = None,
+           progress: Progress | None = None) -> dict:
+    """Verify a forget and write a report (see verify.py): a what-if for a day not yet forgotten, else an
+    audit of the receipt that covers `date` (the latest forget without a date). Returns the summary plus
+    "report", the report's path. The device changes only by the audit's receipt line."""
+    from . import verify as verifying
+    from .verify_report import report_dir, write_report
+
+    cfg = verifying.VerifyConfig(weights=weights, lira_pairs=lira)
+    day = parse_date(date).isoformat() if date is not None else None
+    out = report_dir(Device.open(root).root, report)
+    held = verifying.read_labeled(unseen) if unseen is not None else None
+    ver = verifying.run(root, day, cfg, unseen=held, canary=canary, progress=progress)
+    return {**ver.summary, "report": str(write_report(ver, out))}

@@ -216,6 +216,62 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_simulate(p: argparse.ArgumentParser) -> None:
+    from device_sim.simulate import add_arguments
+
+    add_arguments(p)
+
+
+@command("simulate", "live through N days of a synthetic user on a new device (= python -m device_sim run)",
+         _configure_simulate)
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from device_sim.report import format_summary
+    from device_sim.simulate import config_from_args, run
+
+    cfg = config_from_args(args)
+    tick, bar = _progress_bar("simulate")
+    with bar:
+        bar.reset(total=cfg.days)
+        result = run(cfg, lambda day: tick(day.date))
+    print(format_summary(result))
+    return 0
+
+
+def _configure_verify(p: argparse.ArgumentParser) -> None:
+    _device_arg(p)
+    p.add_argument("--date", metavar="DATE", help="a local day, YYYY-MM-DD: audit its forget receipt, or, if it is "
+                                                  "not forgotten yet, a what-if fast forget on a temporary copy "
+                                                  "(default: audit the latest forget)")
+    p.add_argument("--weights", default="onnx", help="onnx (the exported model the app runs, default) | torch")
+    p.add_argument("--unseen", type=Path, metavar="FILE", help="JSONL of held-out utterances (text, intent) the "
+                                                                "device never logged, for the attacks")
+    p.add_argument("--canary", metavar="TEXT", help="a planted secret (e.g. 'my bank pin is 4 8 1 9 3') whose "
+                                                    "exposure to measure among the 10^5 secrets of its format")
+    p.add_argument("--lira", type=int, default=0, metavar="K", help="LiRA with K shadow models per side "
+                                                                      "(what-if only; 0: skip, default)")
+    p.add_argument("--report", type=Path, metavar="DIR", help="report directory (default: DIR-verify beside "
+                                                               "the device, never inside it)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+@command("verify", "measure a forget against the oracle (membership attacks, accuracy, KL, exposure) and write "
+         "a report; exit 1 if a check fails", _configure_verify)
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .api import verify
+    from .verify import format_verdict
+
+    tick, bar = _progress_bar("oracle replay")
+    with bar:
+        res = verify(args.device, args.date, weights=args.weights, unseen=args.unseen, canary=args.canary,
+                     lira=args.lira, report=args.report, progress=tick)
+    if args.json:
+        _print_json(res)
+    else:
+        print(format_verdict(res))
+        print(f"report: {res['report']}")
+    return 0 if res["passed"] else 1
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,6 +61,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    from .simulate import add_arguments
+
+    add_arguments(p)
+
+
+@command("run", "live through N days on a simulated device: speak, learn nightly, forget, report", _configure_run)
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .report import format_summary, percent
+    from .simulate import config_from_args, run
+
+    cfg = config_from_args(args)
+    with tqdm(total=cfg.days, desc="simulate", unit="day", file=sys.stderr, disable=None) as bar:
+
+        def tick(day) -> None:
+            bar.set_postfix_str(f"{day.date} accuracy {percent(day.accuracy)}", refresh=False)
+            bar.update(1)
+
+        result = run(cfg, tick)
+    print(format_summary(result))
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
