@@ -3,6 +3,7 @@
 Inputs are right-padded token ids; because attention is causal and padding is on the right, real tokens
 never attend to padding, so no key-padding mask is needed (one less op to export). The intent head
 mean-pools the final hidden states over real tokens; the LM head is tied to the token embedding.
+`forward` = `hidden` then both heads; training may call the parts to skip a head it does not need.
 
 Optional low-rank adapters (`adapter_rank > 0`) sit beside the attention and MLP projections; they start
 as the identity (B = 0) so a base checkpoint without them loads unchanged.
@@ -27,7 +28,7 @@ class ModelConfig:
     n_heads: int = 4  # attention heads
     n_layers: int = 2  # transformer blocks
     d_ff: int = 256  # MLP hidden width
-    dropout: float = 0.1  # used only in training mode
+    dropout: float = 0.0  # used only in training mode (the base is regularised by augmentation instead)
     adapter_rank: int = 0  # low-rank adapter rank on projections (0 = none)
 
     def __post_init__(self) -> None:
@@ -113,17 +114,30 @@ class AssistantModel(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.hidden(input_ids)  # (B, T, C)
+        return self.intent_head(h, attention_mask), self.lm_head(h)
+
+    def hidden(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, T, C) of right-padded ids (B, T); shared by both heads."""
         B, T = input_ids.shape
         pos = torch.arange(T, device=input_ids.device)
         x = self.drop(self.tok(input_ids) + self.pos(pos))  # (B, T, C)
         for blk in self.blocks:
             x = blk(x)
-        h = self.ln_f(x)  # (B, T, C)
+        return self.ln_f(x)  # (B, T, C)
+
+    def pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vector (B, C): the mean of the hidden states (B, T, C) over real tokens."""
         m = attention_mask.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
-        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, C)
-        intent_logits = self.intent(pooled)  # (B, I)
-        lm_logits = h @ self.tok.weight.t()  # (B, T, V), tied head
-        return intent_logits, lm_logits
+        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, C)
+
+    def intent_head(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Intent logits (B, I) from the pooled sentence vector."""
+        return self.intent(self.pool(h, attention_mask))  # (B, I)
+
+    def lm_head(self, h: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, V), tied to the token embedding."""
+        return h @ self.tok.weight.t()  # (B, T, V)
 
 
 def count_parameters(model: nn.Module) -> int:
