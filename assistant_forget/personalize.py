@@ -1,8 +1,9 @@
 """Nightly personalisation of the assistant model: what one day trains, on which parameters.
 
-Which parameters move: low-rank adapters on every projection, every LayerNorm, and the intent bias —
-a few thousand numbers, so a day's delta fits the ledger budget, and the base weights (public) never
-change, which with public replay keeps what the base knew (see docs/personalisation.md for the numbers).
+Which parameters move: only the low-rank adapters (rank 4) on every projection — 8,192 numbers, so a
+day's delta fits the ledger budget — while the base weights (public) never change. With a replay of public
+CLINC150 text each day, that keeps what the base knew (tools/bench_personalize.py compares the choices;
+figures in BENCHMARKS.md).
 
 A day trains on its own utterances, a replay sample of earlier retained days, and a sample of public
 CLINC150 text; both heads (intent cross-entropy and next-token loss). Fresh optimizer each day; every
@@ -30,12 +31,12 @@ from .tokenizer import Tokenizer
 @dataclass(frozen=True)
 class PersonalizationConfig:
     adapter_rank: int = 4  # rank of the low-rank adapters that carry personalisation
-    personal: str = "adapters+norms+intent_bias"  # which parameters personalise (see PERSONAL_SETS)
-    lr: float = 3e-3  # AdamW learning rate (fresh optimizer every day)
+    personal: str = "adapters"  # which parameters personalise (see PERSONAL_SETS)
+    lr: float = 1e-3  # AdamW learning rate (fresh optimizer every day)
     epochs: int = 2  # passes over the day's mixed batch set
     batch_size: int = 32  # utterances per step
     replay_personal: int = 32  # utterances sampled from earlier retained days
-    replay_public: int = 32  # CLINC150 train utterances mixed in to keep the base's knowledge
+    replay_public: int = 128  # CLINC150 train utterances mixed in to keep the base's knowledge
     lm_weight: float = 0.5  # weight of the next-token loss beside the intent loss
     repair_steps: int = 8  # steps of the fast tier's repair fine-tune on retained days
     repair_sample: int = 128  # retained utterances the repair draws from
