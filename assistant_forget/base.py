@@ -107,8 +107,8 @@ def read_checksums(root: Path) -> dict[str, str]:
         raise CorruptFile(f"{path}: no checksum for {', '.join(missing)}; rebuild the base model")
     absent = [n for n in sums if Path(n).name != n or not isinstance(sums[n], str) or not (root / n).is_file()]
     if absent:
-        raise CorruptFile(f"{path}: lists {', '.join(map(repr, absent))}, which is not a file of {root} (checksums.json "
-                          "was altered); restore models/base from the repository")
+        raise CorruptFile(f"{path}: lists {', '.join(map(repr, absent))}, which is not a file of {root} "
+                          "(checksums.json was altered); restore models/base from the repository")
     return sums
 
 

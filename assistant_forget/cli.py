@@ -258,7 +258,7 @@ def _configure_verify(p: argparse.ArgumentParser) -> None:
          "a report; exit 1 if a check fails", _configure_verify)
 def cmd_verify(args: argparse.Namespace) -> int:
     from .api import verify
-    from .verify import format_verdict
+    from .verify_report import format_verdict
 
     tick, bar = _progress_bar("oracle replay")
     with bar:
@@ -295,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     except ForgetError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the file system refused: permissions, a file where a directory belongs, a full disk
+        print(f"error: {e.filename or ''}: {e.strerror or e}; check the device directory's files, permissions "
+              "and free space", file=sys.stderr)
+        return ForgetError.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

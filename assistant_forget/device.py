@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import BadInput, DeviceBusy, DeviceNotFound
+from .errors import BadInput, DeviceBusy, DeviceNotFound, ForgetError
 from .fsio import atomic_write_json
 
 FORMAT_VERSION = 1
@@ -93,7 +93,11 @@ class Device:
     @contextmanager
     def locked(self, wait: bool = True) -> Iterator["Device"]:
         """Hold the device's writer lock (an flock on DIR/.lock) for the duration of the block."""
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise ForgetError(f"{self.lock_path}: cannot open the device's lock file ({e.strerror}); the device "
+                              "directory must be writable by this user (nothing was changed)") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

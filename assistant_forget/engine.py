@@ -60,8 +60,8 @@ class Engine:
         """Formats of the live export (a device keeps the formats it was last exported with)."""
         from .publish import read_manifest
 
-        live = self.current_export()
         try:
+            live = self.current_export()
             return tuple(read_manifest(live)["formats"]) if live is not None else DEFAULT_FORMATS
         except (FileNotFoundError, CorruptFile):
             return DEFAULT_FORMATS

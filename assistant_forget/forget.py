@@ -23,16 +23,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from . import receipts
+from . import crashpoints, receipts
 from .engine import Engine
 from .errors import BadInput, CorruptFile, NothingToForget
-from .fsio import atomic_write_json, remove_durably
+from .fsio import atomic_write_json, clean_temp_files, remove_durably
 from .localtime import parse_date
+from .publish import CURRENT, EXPORTS
 from .store import Utterance
 
 JOURNAL = "journal.json"
 MODES = ("auto", "fast", "exact")
-AUTO_EXACT_MAX_DAYS = 2  # `auto` replays exactly right away when it costs at most this many days
+AUTO_EXACT_MAX_DAYS = 3  # `auto` replays exactly right away when it costs at most this many days
 MAX_CONTAINS = 200  # longest phrase `--contains` accepts
 
 
@@ -151,15 +152,31 @@ def forget(eng: Engine, sel: Selector, mode: str = "auto", progress=None) -> dic
     salt = receipts.new_salt()
     journal = {"format": 1, "receipt": uuid.uuid4().hex, "mode": plan.mode, "ids": plan.ids, "days": plan.days,
                "trained": plan.trained, "selector": sel.public(salt), "version_before": eng.manifest().version,
-               "requested_mode": mode, "started_utc": _now()}
+               "requested_mode": mode, "started_utc": _now(), "until": eng.last_trained()}
     atomic_write_json(eng.dev.root / JOURNAL, journal)
+    crashpoints.hit("forget.journal_written")
     return _apply(eng, journal, progress)
 
 
 def recover(eng: Engine, progress=None) -> dict | None:
-    """Finish a forget that a crash interrupted (roll forward); returns its receipt, or None."""
+    """Finish what a crash interrupted; returns the receipt of a rolled-forward forget, or None.
+
+    First verifies every ledger file (a tampered one stops the command before it changes anything), then
+    removes half-written temp files (a journal that never became durable among them) and ledger files an
+    interrupted commit left unreferenced (a forgotten day's delta among them), and re-publishes when the
+    live export is not the current model's complete one (a crash between the model's commit and its
+    publication), which also deletes a second export version left behind.
+    """
+    ledger = eng.timeline.ledger
+    if ledger.exists():
+        ledger.verify()
+    clean_temp_files(eng.dev.root)
+    if ledger.exists():
+        ledger.collect_garbage(eng.manifest())
     path = eng.dev.root / JOURNAL
     if not path.exists():
+        if eng.manifest().days or (eng.dev.root / EXPORTS / CURRENT).exists():
+            eng.publish()  # rewrites nothing when the live export is already this model's
         return None
     try:
         journal = json.loads(path.read_text())
@@ -173,13 +190,16 @@ def recover(eng: Engine, progress=None) -> dict | None:
 def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dict:
     t0 = time.perf_counter()
     eng.store.delete_ids(journal["ids"])  # secure delete + WAL truncate + vacuum
+    crashpoints.hit("forget.rows_deleted")
     t1 = time.perf_counter()
     if journal["mode"] == "exact":
-        eng.sync(until=eng.last_trained(), progress=progress)
+        eng.sync(until=journal.get("until", eng.last_trained()), progress=progress)  # the horizon before the forget
     else:
         eng.timeline.fast_forget(journal["trained"], eng.trainer.repair)
+    crashpoints.hit("forget.model_updated")
     t2 = time.perf_counter()
     export_version = eng.publish()
+    crashpoints.hit("forget.exported")
     t3 = time.perf_counter()
     m = eng.manifest()
     receipt = {
@@ -194,6 +214,7 @@ def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dic
     }
     if journal["receipt"] not in {r["id"] for r in receipts.read_all(eng.dev.root)}:
         receipts.append(eng.dev.root, receipt)
+    crashpoints.hit("forget.receipt_appended")
     remove_durably(eng.dev.root / JOURNAL)
     return receipt
 
@@ -206,6 +227,7 @@ def maintain(eng: Engine, progress=None) -> dict | None:
     t0 = time.perf_counter()
     before = m.version
     eng.sync(until=eng.last_trained(), progress=progress)
+    crashpoints.hit("forget.exact_pass_synced")
     t1 = time.perf_counter()
     export_version = eng.publish()
     receipt = {"id": uuid.uuid4().hex, "type": "exact_pass", "time_utc": _now(), "tier": "exact",

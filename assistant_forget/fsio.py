@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
+SEAL = "sha256"  # key of the checksum a sealed JSON file carries of itself
 
 
 def fsync_dir(path: Path) -> None:
@@ -36,7 +37,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: object) -> None:
     """Atomically write `obj` as canonical JSON (sorted keys, so equal objects give equal bytes)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, _canonical_json(obj))
+
+
+def _canonical_json(obj: object) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def sealed_json_bytes(obj: dict) -> bytes:
+    """Canonical JSON of `obj` plus SEAL, the SHA-256 of the canonical JSON without it: a self-checking file.
+
+    >>> unseal_json(sealed_json_bytes({"a": 1})) == {"a": 1}
+    True
+    >>> unseal_json(sealed_json_bytes({"a": 1}).replace(b'"a": 1', b'"a": 2'))
+    Traceback (most recent call last):
+    ...
+    ValueError: checksum mismatch: the file was truncated or tampered with
+    """
+    body = {k: v for k, v in obj.items() if k != SEAL}
+    return _canonical_json({**body, SEAL: sha256_bytes(_canonical_json(body))})
+
+
+def unseal_json(data: bytes) -> dict:
+    """The object of a file written from `sealed_json_bytes`; ValueError if any byte of it changed."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict) or SEAL not in obj or sealed_json_bytes(obj) != data:
+        raise ValueError("checksum mismatch: the file was truncated or tampered with")
+    return {k: v for k, v in obj.items() if k != SEAL}
 
 
 def sha256_bytes(data: bytes) -> str:

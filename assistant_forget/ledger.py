@@ -2,7 +2,7 @@
 
 Only the *personal* parameters are stored (the base model is public and shipped). Layout under DIR/ledger/:
 
-    manifest.json                         the commit point; format 1, see `Manifest`
+    manifest.json                         the commit point; format 2, see `Manifest`; sealed with its own SHA-256
     state-<sha12>.safetensors             personal parameters now (fp32)
     deltas/<date>-<sha12>.safetensors     Δ_date = θ_after(date) − θ_before(date), stored in `delta_dtype`
     checkpoints/<date>-<sha12>.safetensors  θ_after(date), fp32, every `checkpoint_every` trained days
@@ -17,17 +17,19 @@ depends on it, must leave the disk.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from . import crashpoints
 from .errors import CorruptFile
-from .fsio import atomic_write_json, clean_temp_files, remove_durably, sha256_bytes
+from .fsio import atomic_write_bytes, clean_temp_files, remove_durably, sealed_json_bytes, sha256_bytes, unseal_json
 from .tensorfile import load_tensors, save_tensors, tensors_to_bytes
 
-FORMAT = 1
+FORMAT = 2  # 2: the manifest carries its own checksum (fsio.sealed_json_bytes)
+REBUILD = ("the ledger is derived from the log alone: delete the device's ledger directory and run "
+           "`assistant-forget train` to rebuild it")  # what to do about a corrupt ledger file
 DELTA_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -98,12 +100,14 @@ class Ledger:
 
     def load_manifest(self) -> Manifest:
         """The committed manifest (a fresh one if the ledger does not exist yet)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise CorruptFile(f"{self.root}: not a directory; {REBUILD}")
         if not self.exists():
             return Manifest()
         try:
-            m = Manifest.from_json(json.loads(self.manifest_path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CorruptFile(f"{self.manifest_path}: unreadable ledger manifest ({e})") from None
+            m = Manifest.from_json(unseal_json(self.manifest_path.read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CorruptFile(f"{self.manifest_path}: unreadable ledger manifest ({e}); {REBUILD}") from None
         if m.format != FORMAT:
             raise CorruptFile(f"{self.manifest_path}: ledger format {m.format} is not supported (expected {FORMAT})")
         return m
@@ -111,7 +115,8 @@ class Ledger:
     def commit(self, m: Manifest) -> None:
         """Atomically replace the manifest, then remove files it no longer references."""
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.manifest_path, m.to_json())
+        atomic_write_bytes(self.manifest_path, sealed_json_bytes(m.to_json()))
+        crashpoints.hit("ledger.manifest_replaced")
         self.collect_garbage(m)
 
     # -- tensor files -------------------------------------------------------------------------
@@ -124,11 +129,15 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             save_tensors(path, tensors)
+            crashpoints.hit("ledger.tensor_written")
         return FileRef(rel, sha)
 
     def read(self, ref: FileRef) -> dict[str, torch.Tensor]:
         """Load a referenced file, verifying its checksum (CorruptFile names the file otherwise)."""
-        return load_tensors(self.root / ref.file, ref.sha256)
+        try:
+            return load_tensors(self.root / ref.file, ref.sha256)
+        except CorruptFile as e:
+            raise CorruptFile(f"{e}; {REBUILD}") from None
 
     def write_delta(self, m: Manifest, day: str, delta: dict[str, torch.Tensor]) -> FileRef:
         dtype = DELTA_DTYPES[m.delta_dtype]
@@ -148,6 +157,7 @@ class Ledger:
         for p in sorted(self.root.rglob("*.safetensors")):
             if p.relative_to(self.root).as_posix() not in keep:
                 remove_durably(p)
+                crashpoints.hit("ledger.file_removed")
                 removed.append(p)
         return removed
 

@@ -6,7 +6,7 @@ Layout (format 1) inside a device directory:
     DIR/exports/<version>/model.onnx    ONNX model, metadata includes the version (export.py)
     DIR/exports/<version>/tokenizer.model
     DIR/exports/<version>/model.mlpackage/   CoreML package, when "coreml" is among the formats
-    DIR/exports/<version>/export.json   format, version, state, formats, sha256 of every file
+    DIR/exports/<version>/export.json   format, version, state, formats, sha256 of every file; sealed with its own
 
 A version directory is immutable once renamed into place (its name is a hash of its content), so a
 reader that resolves CURRENT and then finds the directory gone simply resolves CURRENT again. Only the
@@ -18,21 +18,21 @@ This module imports no torch at load time, so the app runtime can use the reader
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from . import crashpoints
 from .device import Device
 from .errors import BadInput, CorruptFile
-from .fsio import TMP_PREFIX, atomic_write_bytes, fsync_dir, sha256_bytes, sha256_file
+from .fsio import TMP_PREFIX, atomic_write_bytes, fsync_dir, sealed_json_bytes, sha256_file, unseal_json
 
 if TYPE_CHECKING:
     from .model import AssistantModel
 
-MANIFEST_FORMAT = 1  # version of export.json's layout
+MANIFEST_FORMAT = 2  # version of export.json's layout (2: sealed with its own SHA-256, fsio.sealed_json_bytes)
 EXPORTS = "exports"  # folder under the device directory
 CURRENT = "CURRENT"  # file naming the live version
 MANIFEST = "export.json"
@@ -74,7 +74,7 @@ def read_manifest(version_dir: Path) -> dict:
     """export.json of a version directory (FileNotFoundError passes through: the version was replaced)."""
     path = Path(version_dir) / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
+        manifest = unseal_json(path.read_bytes())
         ok = manifest["format"] == MANIFEST_FORMAT and manifest["version"] == Path(version_dir).name
         files = manifest["files"]
     except FileNotFoundError:
@@ -152,7 +152,7 @@ def _build(tmp: Path, model: "AssistantModel", tokenizer: bytes, labels: Sequenc
     files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _files(tmp)}
     manifest = {"format": MANIFEST_FORMAT, "version": version, "state": state, "formats": list(formats),
                 "tokenizer_sha256": spec.tokenizer_sha256, "files": files}
-    _write_durably(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    _write_durably(tmp / MANIFEST, sealed_json_bytes(manifest))
     _fsync_tree(tmp)
     return version
 
@@ -176,6 +176,8 @@ def publish(device_root: Path, model: "AssistantModel", tokenizer_path: Path, la
                        "the model was trained with") from None
     version = model_version(model, make_spec(model, tokenizer, labels, state, oos_threshold))
     ex = exports_dir(root)
+    if ex.exists() and not ex.is_dir():
+        raise CorruptFile(f"{ex}: not a directory; move it away and run `assistant-forget export` to publish again")
     ex.mkdir(exist_ok=True)
     final = ex / version
     if not _is_complete(final, fmts):
@@ -184,17 +186,25 @@ def publish(device_root: Path, model: "AssistantModel", tokenizer_path: Path, la
         tmp.mkdir()
         try:
             built = _build(tmp, model, tokenizer, labels, state, fmts, oos_threshold)
+            crashpoints.hit("publish.version_built")
             if built != version:
                 raise RuntimeError(f"the model changed while it was being exported ({version} -> {built})")
             if final.exists():  # an incomplete or differently-formatted copy: move it aside first
                 os.rename(final, ex / f"{TMP_PREFIX}old-{version}.{os.getpid()}")
+                crashpoints.hit("publish.old_moved_aside")
             os.rename(tmp, final)
             fsync_dir(ex)
+            crashpoints.hit("publish.version_renamed")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    if current_version(root) != version:
+    try:
+        live = current_version(root)
+    except CorruptFile:
+        live = None  # a damaged CURRENT is replaced
+    if live != version:
         atomic_write_bytes(ex / CURRENT, (version + "\n").encode())
+        crashpoints.hit("publish.current_swapped")
     _remove_all_but(ex, version)
     return version
 

@@ -211,6 +211,9 @@ def load_current(device_root: Path, attempts: int = 20, threads: int = 1) -> Run
             if current_export(root) == version_dir and version_dir.is_dir():
                 raise
             last = e
+    if current_export(root) == version_dir and not version_dir.is_dir():
+        raise CorruptFile(f"{version_dir}: named by {exports_dir(root) / 'CURRENT'} but missing (a publish was "
+                          f"interrupted); run `assistant-forget export --device {root}` to publish again")
     raise CorruptFile(f"{exports_dir(root)}: the export kept changing during {attempts} load attempts "
                       f"({last}); try again once publishing has finished")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 from collections import Counter
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from . import crashpoints
 from .errors import BadInput, CorruptFile, DeviceBusy, DeviceNotFound, ForgetError
 from .localtime import parse_date, parse_date_range, utc_micros
 from .utterance import Utterance, bad_characters, fold, utterance_problems
@@ -97,7 +99,8 @@ def _sqlite_errors(method: Callable) -> Callable:
             if "locked" in str(e) or "busy" in str(e):
                 raise DeviceBusy(f"{self.path} is locked by another process ({e}); "
                                  "try again when it finishes") from None
-            raise ForgetError(f"{self.path}: SQLite error: {e}") from None
+            hint = "; it must be a readable SQLite file in a writable directory" if "unable to open" in str(e) else ""
+            raise ForgetError(f"{self.path}: SQLite error: {e}{hint}") from None
         except sqlite3.DatabaseError as e:
             raise CorruptFile(f"{self.path} is not a readable log database ({e}); restore it from a backup "
                               f"or move it away to start an empty log") from None
@@ -123,6 +126,8 @@ class LogStore:
             return
         if not self.path.parent.is_dir():
             raise DeviceNotFound(f"{self.path.parent}: no such directory for the log database")
+        if not readonly and self.path.exists():
+            _check_writable(self.path)
         mode = "rw" if readonly else "rwc"
         self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None)
         try:
@@ -275,6 +280,7 @@ class LogStore:
         self._require_writer()
         with self._transaction():
             n = self._conn.execute(f"DELETE FROM utterances WHERE {where}", params).rowcount
+        crashpoints.hit("store.rows_deleted")
         if purge:
             self.purge()
         return n
@@ -305,6 +311,7 @@ class LogStore:
         """Make past deletions unrecoverable from the files: checkpoint + truncate the WAL, VACUUM, again."""
         self._require_writer()
         self._checkpoint()
+        crashpoints.hit("store.wal_checkpointed")
         self._conn.execute("VACUUM")
         self._checkpoint()
 
@@ -316,6 +323,15 @@ class LogStore:
                 return
         raise DeviceBusy(f"{self.path}: a reader kept the write-ahead log busy, so deleted rows may still "
                          f"be in {self.path.name}-wal; run the purge again when readers are done")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before anything is written, a database file this process cannot write (read-only, immutable)."""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as e:
+        raise ForgetError(f"{path}: cannot be opened for writing ({e.strerror}); a command that changes the "
+                          "device needs its files writable (nothing was changed)") from None
 
 
 def _ids_json(ids: Iterable[str]) -> str:

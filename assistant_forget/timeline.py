@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from . import crashpoints
 from .errors import CorruptFile
 from .ledger import DayEntry, Ledger, Manifest, state_version
 
@@ -144,10 +145,12 @@ class Timeline:
             self.set_state(self.initial if plan.rewind_to is None else self.ledger.read(m.checkpoints[plan.rewind_to]))
             m.pending_exact_from = None
             self._commit_state(m)
+            crashpoints.hit("timeline.rewound")
         for d in plan.days:
             before = self.get_state()
             self.train_day(self.model, d, day_seed(self.seed, d))
             after = self.get_state()
+            crashpoints.hit("timeline.day_trained")
             delta = {n: after[n] - before[n] for n in self.personal}
             m.days[d] = DayEntry(self.fingerprint(d), self.ledger.write_delta(m, d, delta))
             if len(m.days) % m.checkpoint_every == 0:
@@ -180,5 +183,6 @@ class Timeline:
         m.pending_exact_from = min(filter(None, [m.pending_exact_from, first]))
         if repair is not None:
             repair(self.model, day_seed(self.seed, first, "repair"))
+        crashpoints.hit("timeline.subtracted")
         self._commit_state(m)
         return m

@@ -32,7 +32,7 @@ from assistant_forget.ledger import Ledger
 from device_sim.generator import generate_days, write_jsonl
 from device_sim.persona import make_persona
 
-START = date(2026, 1, 1)
+START = date(2025, 1, 1)  # a year that is over: forget refuses future dates
 
 
 def build_device(root: Path, days: int, seed: int, mean: float) -> float:

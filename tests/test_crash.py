@@ -1,0 +1,123 @@
+"""Crash safety (DESIGN invariant 5): SIGKILL at every named crash point, and after random delays, leaves a
+device that readers can use and that recovery brings to exactly the uninterrupted result.
+
+The work is done by tools/crash_inject.py (its benchmark mode runs hundreds of random injections); here
+each crash point is hit once, plus a few random delays and one kill of the real command line.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant_forget import crashpoints
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import crash_inject as ci  # noqa: E402
+
+PLAN = [  # (crash point, an operation that passes it, which hit kills)
+    ("forget.journal_written", "forget_fast", 1),
+    ("store.rows_deleted", "forget_fast", 1),
+    ("store.wal_checkpointed", "forget_exact", 1),
+    ("forget.rows_deleted", "forget_exact", 1),
+    ("timeline.rewound", "forget_exact", 1),
+    ("timeline.day_trained", "forget_exact", 1),
+    ("timeline.subtracted", "forget_fast", 1),
+    ("ledger.tensor_written", "forget_exact", 3),
+    ("ledger.manifest_replaced", "forget_fast", 1),
+    ("ledger.file_removed", "forget_fast", 1),
+    ("forget.model_updated", "forget_fast", 1),
+    ("publish.version_built", "forget_exact", 1),
+    ("publish.version_renamed", "maintain", 1),
+    ("publish.current_swapped", "train", 1),
+    ("publish.old_moved_aside", "export", 1),
+    ("forget.exported", "forget_exact", 1),
+    ("forget.receipt_appended", "forget_fast", 1),
+    ("forget.exact_pass_synced", "maintain", 1),
+]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ci.Outcome]:
+    """Every planned kill, two random delays and one kill of the real command line, two at a time."""
+    h = ci.Harness(tmp_path_factory.mktemp("crash"), ci.HarnessConfig(days=2, forget_index=0, untrained=1))
+    h.prepare(profile=False)
+    rng = random.Random(11)
+    jobs = {point: {"op": op, "point": point, "n": n} for point, op, n in PLAN}
+    jobs |= {f"delay-{op}": {"op": op, "delay": rng.uniform(0.1, 1.0)} for op in ("forget_exact", "forget_fast")}
+    jobs["cli"] = {"op": "forget_exact", "point": "forget.rows_deleted", "cli": True}
+    return dict(zip(jobs, h.inject_many(list(jobs.values()), workers=2)))
+
+
+def test_every_crash_point_is_called_once_in_the_code_and_planned_here() -> None:
+    sources = "".join(p.read_text() for p in (REPO / "assistant_forget").glob("*.py"))
+    calls = re.findall(r'crashpoints\.hit\("([^"]+)"\)', sources)
+    assert sorted(calls) == sorted(crashpoints.POINTS)  # each point at exactly one place
+    assert sorted(p for p, _, _ in PLAN) == sorted(crashpoints.POINTS)
+
+
+def test_armed_point_kills_at_the_nth_hit_and_unarmed_costs_nothing(tmp_path: Path) -> None:
+    code = ("from assistant_forget import crashpoints as c\n"
+            "c.hit('forget.rows_deleted'); c.hit('forget.exported'); c.hit('forget.rows_deleted')\n"
+            "print('alive', flush=True)\nc.hit('forget.rows_deleted')\nprint('survived')\n")
+    env = {"AF_CRASH_AT": "forget.rows_deleted:3", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == -9 and res.stdout == "alive\n"
+    crashpoints.configure(None)
+    t0 = time.perf_counter()
+    for _ in range(100_000):
+        crashpoints.hit("forget.rows_deleted")
+    assert time.perf_counter() - t0 < 0.5  # ~10 ms: an unarmed point is one global comparison
+    crashpoints.configure(None, log=tmp_path / "hits")  # counting mode: every hit is logged, nothing dies
+    for name in ("forget.rows_deleted", "forget.exported", "forget.rows_deleted"):
+        crashpoints.hit(name)
+    crashpoints.configure(None)
+    assert (tmp_path / "hits").read_text().split() == ["forget.rows_deleted", "forget.exported", "forget.rows_deleted"]
+    with pytest.raises(ValueError, match="unknown crash point"):
+        crashpoints.configure("forget.nowhere")
+    with pytest.raises(ValueError, match="integer >= 1"):
+        crashpoints.configure("forget.exported:0")
+
+
+@pytest.mark.parametrize("point,op,n", PLAN, ids=[p for p, _, _ in PLAN])
+def test_kill_at_crash_point_then_recover(outcomes: dict[str, ci.Outcome], point: str, op: str, n: int) -> None:
+    out = outcomes[point]
+    assert out.killed, f"{op} never reached {point} #{n}"
+    if point in ci.KNOWN_WINDOWS:
+        assert out.after_kill and all(p.startswith("export:") for p in out.after_kill), out.after_kill
+    else:
+        assert out.after_kill == []
+    assert out.after_recovery == []
+    if op.startswith("forget"):
+        assert out.phase == "pending"  # every point of a forget lies after its journal is durable
+
+
+def test_random_delays_and_a_killed_command_line(outcomes: dict[str, ci.Outcome]) -> None:
+    cli = outcomes["cli"]
+    assert cli.killed and cli.phase == "pending"  # AF_CRASH_AT armed the real `assistant-forget forget`
+    for key in ("delay-forget_exact", "delay-forget_fast", "cli"):
+        assert outcomes[key].after_kill == [] and outcomes[key].after_recovery == [], outcomes[key]
+    summary = ci.summarize(list(outcomes.values()))
+    assert summary["runs"] == len(PLAN) + 3 and summary["failures"] == 0
+    assert summary["forgets_completed"] == summary["forgets"] == 3 + sum(op.startswith("forget") for _, op, _ in PLAN)
+    assert summary["inconsistent_after_kill"] == {point: 1 for point in ci.KNOWN_WINDOWS}
+
+
+def test_a_journal_killed_before_its_rename_is_removed_on_next_open(tmp_path: Path) -> None:
+    """A kill inside the journal's atomic write (found by the random delays) leaves only a temp file."""
+    from assistant_forget import api
+    from devices import make_device, persona_log
+
+    dev = make_device(tmp_path / "dev", persona_log(2, mean=3.0))
+    half = dev / ".tmp-journal.json.4242"
+    half.write_text('{"format": 1, "ids": ["u1"')  # what a kill between write and rename leaves
+    assert api.status(dev)["pending_forget"] is False  # never durable: not a pending forget
+    api.maintain(dev)  # any write command opens the device and cleans up
+    assert not half.exists() and not list(dev.rglob(".tmp-*"))
