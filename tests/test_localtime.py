@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from datetime import date
 
 import pytest
@@ -10,11 +9,6 @@ import pytest
 from assistant_forget import localtime
 from assistant_forget.errors import BadInput
 from assistant_forget.localtime import localize, parse_date, parse_date_range, utc_micros
-
-
-def test_doctests_pass() -> None:
-    result = doctest.testmod(localtime)
-    assert result.attempted >= 10 and result.failed == 0
 
 
 def test_late_evening_in_new_york_is_that_day_although_utc_is_the_next() -> None:

@@ -3,7 +3,6 @@ and one writer with a concurrent reader."""
 
 from __future__ import annotations
 
-import doctest
 import hashlib
 import random
 import sqlite3
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from assistant_forget import store as store_module
-from assistant_forget import utterance as utterance_module
 from assistant_forget.errors import BadInput, CorruptFile, DeviceBusy
 from assistant_forget.localtime import localize, utc_micros
 from assistant_forget.store import LogStore, Utterance, latest_version
@@ -57,11 +55,6 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _mkdir(db: Path) -> None:
     db.parent.mkdir()
-
-
-def test_doctests_pass() -> None:
-    results = [doctest.testmod(m) for m in (store_module, utterance_module)]
-    assert sum(r.attempted for r in results) >= 1 and sum(r.failed for r in results) == 0
 
 
 def test_round_trip_keeps_every_field(db: Path) -> None:
