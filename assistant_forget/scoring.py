@@ -199,8 +199,8 @@ def sequence_nll(backend: Backend, texts: Sequence[str], batch_size: int = BATCH
     is about 10^4 forward passes instead of 10^5, and exact. `encoded`: backend.encode(texts), if at hand.
     """
     seqs = [e[:-1] for e in (encoded if encoded is not None else backend.encode(texts))]  # bos + pieces, no eos
-    if any(len(s) < 2 for s in seqs):
-        raise BadInput("every text needs at least one piece to score")
+    if not seqs or any(len(s) < 2 for s in seqs):
+        raise BadInput("sequence_nll needs at least one text, each with at least one piece")
     ctx = sorted({tuple(s[:-1]) for s in seqs})
     maximal = [i + 1 == len(ctx) or ctx[i + 1][: len(c)] != c for i, c in enumerate(ctx)]
     cover = [0] * len(ctx)  # context index -> index of a maximal context that extends it
