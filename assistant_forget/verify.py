@@ -32,20 +32,26 @@ A receipt's "verification" (format 1) is {"format": 1, "at_forget": summary or n
 from __future__ import annotations
 
 import copy
+import json
 import random
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from . import metrics, receipts
-from .clinc import load_clinc
-from .engine import Engine
-from .errors import BadInput
-from .forget import Selector, forget, make_plan
-from .oracle import Replay, exact_replay, shadow_stats
+from .api import one_torch_thread, session
+from .clinc import intent_labels, load_clinc
+from .device import Device
+from .engine import Engine, open_engine
+from .errors import BadInput, ForgetError, NothingToForget
+from .forget import JOURNAL, Selector, forget, make_plan
+from .oracle import Replay, exact_replay, shadow_stats, temp_dir_outside
+from .store import LogStore
 from .scoring import Backend, Labeled, OnnxBackend, Scores, TorchBackend, lm_kl, onnx_of, score, sequence_nll
 
 FORMAT = 1  # version of the summary layout
@@ -305,13 +311,6 @@ def verify_forget(eng: Engine, sel: Selector, mode: str = "fast", cfg: VerifyCon
 def what_if(root, day: str, cfg: VerifyConfig = VerifyConfig(), *, unseen: Sequence[Labeled] | None = None,
             canary: str | None = None, exclude: Sequence[str] = (), progress=None) -> Verification:
     """Verify a fast forget of `day` on a temporary copy of the device; the device itself is not changed."""
-    import shutil
-    from pathlib import Path
-
-    from .api import session
-    from .device import Device
-    from .oracle import temp_dir_outside
-
     dev = Device.open(root)
     with temp_dir_outside(dev.root, "assistant-forget-whatif-") as tmp:
         copy_root = Path(tmp) / "device"
@@ -345,11 +344,6 @@ def find_receipt(root, day: str | None) -> dict | None:
 
 def read_labeled(path) -> list[Labeled]:
     """(text, intent) pairs from a JSONL file, one object with "text" and "intent" a line (the import format)."""
-    import json
-    from pathlib import Path
-
-    from .clinc import intent_labels
-
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -376,13 +370,6 @@ def run(root, day: str | None, cfg: VerifyConfig = VerifyConfig(), *, unseen: Se
         canary: str | None = None, progress=None) -> Verification:
     """What the `verify` command does: an audit of the receipt covering `day` (or of the latest forget when
     `day` is None), else a what-if for a day that still has utterances."""
-    from .api import one_torch_thread
-    from .device import Device
-    from .engine import open_engine
-    from .errors import ForgetError, NothingToForget
-    from .forget import JOURNAL
-    from .store import LogStore
-
     dev = Device.open(root)
     if canary is not None:
         check_canary(canary, cfg)
