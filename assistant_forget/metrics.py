@@ -357,3 +357,14 @@ def summarize_verdict(metrics: dict, oracle: dict, thresholds: Thresholds = Thre
         note = f"{label} {checked:.4g}{unit} {'<=' if passed else '>'} {limit:.4g}{unit}"
         rows.append(VerdictRow(name, m[key], o[key], limit, passed, note))
     return rows
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([1.0, 2.0, 3.0, 4.0], 95)
+    (2.0, 4.0)
+    """
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
+    return ordered[int(rank) - 1]

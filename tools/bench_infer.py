@@ -28,6 +28,7 @@ from assistant_forget.clinc import intent_labels, load_clinc
 from assistant_forget.export import quiet_coremltools, export_coreml, export_onnx, make_spec
 from assistant_forget.model import AssistantModel, ModelConfig
 from assistant_forget.runtime import Runtime
+from assistant_forget.metrics import percentile
 
 UTTERANCE = "can you set an alarm for seven thirty tomorrow morning"
 
@@ -39,16 +40,6 @@ class BenchConfig:
     seed: int = 0  # seed of the random-init model when models/base is absent
     coreml: bool = True  # also time the CoreML conversion and size the package
 
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list.
-
-    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([1.0, 2.0, 3.0, 4.0], 95)
-    (2.0, 4.0)
-    """
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
-    return ordered[int(rank) - 1]
 
 
 def load_model(seed: int) -> tuple[AssistantModel, bytes, list[str], str]:

@@ -24,6 +24,7 @@ from assistant_forget.clinc import load_clinc
 from assistant_forget.importer import import_jsonl
 from assistant_forget.localtime import localize, zone
 from assistant_forget.store import LogStore, Utterance
+from assistant_forget.metrics import percentile
 
 TRIPS = {"Europe/London": range(60, 67), "Asia/Tokyo": range(200, 210)}  # day offsets spent abroad
 
@@ -36,16 +37,6 @@ class BenchConfig:
     seed: int = 0  # seed of the synthetic log and of the day samples
     start: str = "2025-01-01"  # first local day
 
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list.
-
-    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([1.0, 2.0, 3.0, 4.0], 95)
-    (2.0, 4.0)
-    """
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
-    return ordered[int(rank) - 1]
 
 
 def synthetic_year(cfg: BenchConfig) -> list[dict]:
