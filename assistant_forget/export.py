@@ -18,7 +18,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import sentencepiece as spm
@@ -28,6 +28,11 @@ from .errors import BadInput, CorruptFile
 from .fsio import sha256_bytes
 from .model import AssistantModel
 from .tensorfile import tensors_to_bytes
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .onnx_template import OnnxTemplate
 
 STATES = ("exact", "approximate")  # exact: no forgotten data left; approximate: a fast forget awaits its exact pass
 FORMATS = ("onnx", "coreml")  # export formats `publish` understands
@@ -99,23 +104,32 @@ def _cpu_copy(model: AssistantModel) -> AssistantModel:
     return copy.deepcopy(model).to("cpu", torch.float32).eval()
 
 
+def cpu_weights(model: AssistantModel) -> dict[str, torch.Tensor]:
+    """The state dict as fp32 CPU tensors, what `_cpu_copy(model).state_dict()` holds, without copying the model."""
+    return {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
+            for k, v in model.state_dict().items()}
+
+
 def model_version(model: AssistantModel, spec: ExportSpec) -> str:
     """Hash of everything an export contains: safetensors bytes of the weights, config, labels, tokenizer, state.
 
     The weights are hashed without safetensors metadata: its JSON header orders metadata keys arbitrarily.
     """
-    weights = sha256_bytes(tensors_to_bytes(_cpu_copy(model).state_dict()))
+    weights = sha256_bytes(tensors_to_bytes(cpu_weights(model)))
     ident = {"weights_sha256": weights, "config": model.cfg.to_dict(), "labels": list(spec.labels),
              "tokenizer_sha256": spec.tokenizer_sha256, "state": spec.state, "oos_threshold": spec.oos_threshold}
     return sha256_bytes(json.dumps(ident, sort_keys=True).encode())[:VERSION_CHARS]
 
 
-def export_metadata(model: AssistantModel, spec: ExportSpec) -> dict[str, str]:
-    """The string metadata written into both formats (ONNX metadata_props, CoreML user_defined_metadata)."""
+def export_metadata(model: AssistantModel, spec: ExportSpec, version: str | None = None) -> dict[str, str]:
+    """The string metadata written into both formats (ONNX metadata_props, CoreML user_defined_metadata).
+
+    `version` saves hashing the weights again when the caller has just computed `model_version(model, spec)`.
+    """
     cfg = model.cfg
     return {
         "assistant_forget.format": str(EXPORT_FORMAT),
-        "version": model_version(model, spec),
+        "version": version or model_version(model, spec),
         "state": spec.state,
         "labels": json.dumps(list(spec.labels)),
         "oos_threshold": repr(spec.oos_threshold),
@@ -130,15 +144,16 @@ def export_metadata(model: AssistantModel, spec: ExportSpec) -> dict[str, str]:
 
 # -- ONNX ------------------------------------------------------------------------------------------
 
-def export_onnx(model: AssistantModel, spec: ExportSpec) -> bytes:
-    """The model as ONNX bytes: inputs int64 (batch, seq), outputs both heads, metadata from `export_metadata`.
+def trace_onnx(model: AssistantModel, example_id: int = 0) -> "onnx.ModelProto":
+    """torch.onnx.export of the model, no metadata: inputs int64 (batch, seq), outputs both heads.
 
-    Uses the TorchScript exporter (`dynamo=False`): deterministic names, no onnxscript dependency.
+    Uses the TorchScript exporter (`dynamo=False`): deterministic names, no onnxscript dependency. The
+    trace depends on the architecture only (`example_id` is any valid token id); see onnx_template.py.
     """
     import onnx
 
     m = _cpu_copy(model)
-    ids = torch.full((2, 8), spec.bos_id, dtype=torch.long)  # (B, T) example; shapes stay dynamic
+    ids = torch.full((2, 8), example_id, dtype=torch.long)  # (B, T) example; shapes stay dynamic
     mask = torch.ones_like(ids)  # (B, T)
     buf = io.BytesIO()
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
@@ -151,8 +166,20 @@ def export_onnx(model: AssistantModel, spec: ExportSpec) -> bytes:
                           # no folding: it would store the tied LM head a second time, transposed
                           # (+0.5 MB); onnxruntime folds constants in memory when it loads the model
                           dynamic_axes=axes, do_constant_folding=False)
-    proto = onnx.load_from_string(buf.getvalue())
-    for key, value in sorted(export_metadata(model, spec).items()):
+    return onnx.load_from_string(buf.getvalue())
+
+
+def export_onnx(model: AssistantModel, spec: ExportSpec, template: "OnnxTemplate | None" = None,
+                version: str | None = None) -> bytes:
+    """The model as ONNX bytes: inputs int64 (batch, seq), outputs both heads, metadata from `export_metadata`.
+
+    With `template` (onnx_template.py) the cached graph is filled with the model's weights, no tracing;
+    without, the model is traced afresh (`trace_onnx`). Both give the same outputs; each is deterministic.
+    """
+    import onnx
+
+    proto = template.fill(model) if template is not None else trace_onnx(model, spec.bos_id)
+    for key, value in sorted(export_metadata(model, spec, version).items()):
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = ("assistant-forget intent + next-token model. " + TOKENIZATION +
                         f"; seq <= max_len={model.cfg.max_len}")

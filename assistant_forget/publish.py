@@ -7,6 +7,7 @@ Layout (format 1) inside a device directory:
     DIR/exports/<version>/tokenizer.model
     DIR/exports/<version>/model.mlpackage/   CoreML package, when "coreml" is among the formats
     DIR/exports/<version>/export.json   format, version, state, formats, sha256 of every file; sealed with its own
+    DIR/cache/onnx-template.onnx        the ONNX graph without weights, filled at each publish (onnx_template.py)
 
 A version directory is immutable once renamed into place (its name is a hash of its content), so a
 reader that resolves CURRENT and then finds the directory gone simply resolves CURRENT again. Only the
@@ -30,6 +31,7 @@ from .errors import BadInput, CorruptFile
 from .fsio import TMP_PREFIX, atomic_write_bytes, fsync_dir, sealed_json_bytes, sha256_file, unseal_json
 
 if TYPE_CHECKING:
+    from .export import ExportSpec
     from .model import AssistantModel
 
 MANIFEST_FORMAT = 2  # version of export.json's layout (2: sealed with its own SHA-256, fsio.sealed_json_bytes)
@@ -39,6 +41,7 @@ MANIFEST = "export.json"
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.model"
 COREML_DIR = "model.mlpackage"
+CACHE = "cache"  # folder under the device directory for derived, non-personal files (the ONNX template)
 _VERSION_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -138,19 +141,23 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in fmts)
 
 
-def _build(tmp: Path, model: "AssistantModel", tokenizer: bytes, labels: Sequence[str], state: str,
-           formats: tuple[str, ...], oos_threshold: float) -> str:
-    """Write a complete version into the empty directory `tmp`; return its version."""
-    from .export import export_coreml, export_onnx, make_spec, model_version
+def _build(tmp: Path, model: "AssistantModel", tokenizer: bytes, spec: "ExportSpec", formats: tuple[str, ...],
+           cache: Path) -> str:
+    """Write a complete version into the empty directory `tmp`; return its version.
 
-    spec = make_spec(model, tokenizer, labels, state, oos_threshold)
+    The ONNX file is the cached template (`cache`, onnx_template.py) filled with the model's weights.
+    """
+    from .export import export_coreml, export_onnx, model_version
+    from .onnx_template import cached_template
+
     version = model_version(model, spec)
-    _write_durably(tmp / ONNX_FILE, export_onnx(model, spec))
+    template = cached_template(cache, model)
+    _write_durably(tmp / ONNX_FILE, export_onnx(model, spec, template=template, version=version))
     _write_durably(tmp / TOKENIZER_FILE, tokenizer)
     if "coreml" in formats:
         export_coreml(model, spec, tmp / COREML_DIR)
     files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _files(tmp)}
-    manifest = {"format": MANIFEST_FORMAT, "version": version, "state": state, "formats": list(formats),
+    manifest = {"format": MANIFEST_FORMAT, "version": version, "state": spec.state, "formats": list(formats),
                 "tokenizer_sha256": spec.tokenizer_sha256, "files": files}
     _write_durably(tmp / MANIFEST, sealed_json_bytes(manifest))
     _fsync_tree(tmp)
@@ -174,7 +181,8 @@ def publish(device_root: Path, model: "AssistantModel", tokenizer_path: Path, la
     except OSError as e:
         raise BadInput(f"{tokenizer_path}: cannot read the tokenizer ({e.strerror}); pass the tokenizer.model "
                        "the model was trained with") from None
-    version = model_version(model, make_spec(model, tokenizer, labels, state, oos_threshold))
+    spec = make_spec(model, tokenizer, labels, state, oos_threshold)
+    version = model_version(model, spec)
     ex = exports_dir(root)
     if ex.exists() and not ex.is_dir():
         raise CorruptFile(f"{ex}: not a directory; move it away and run `assistant-forget export` to publish again")
@@ -185,7 +193,7 @@ def publish(device_root: Path, model: "AssistantModel", tokenizer_path: Path, la
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            built = _build(tmp, model, tokenizer, labels, state, fmts, oos_threshold)
+            built = _build(tmp, model, tokenizer, spec, fmts, root / CACHE)
             crashpoints.hit("publish.version_built")
             if built != version:
                 raise RuntimeError(f"the model changed while it was being exported ({version} -> {built})")
