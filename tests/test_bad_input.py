@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import pytest
 
 from assistant_forget.cli import main
-from devices import make_device, persona_log
+from devkit import make_device, persona_log
 from scan import snapshot
 
 DAY = "2026-02-03"  # a day of the device's log (persona_log starts on 2026-02-02)

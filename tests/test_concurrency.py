@@ -20,7 +20,7 @@ from assistant_forget.device import Device
 from assistant_forget.forget import JOURNAL
 from assistant_forget.ledger import Ledger
 from assistant_forget.runtime import load_current
-from devices import make_device, model_files, persona_log, private_texts
+from devkit import make_device, model_files, persona_log, private_texts
 from scan import find_texts, snapshot
 
 REPO = Path(__file__).resolve().parents[1]

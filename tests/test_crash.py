@@ -113,7 +113,7 @@ def test_random_delays_and_a_killed_command_line(outcomes: dict[str, ci.Outcome]
 def test_a_journal_killed_before_its_rename_is_removed_on_next_open(tmp_path: Path) -> None:
     """A kill inside the journal's atomic write (found by the random delays) leaves only a temp file."""
     from assistant_forget import api
-    from devices import make_device, persona_log
+    from devkit import make_device, persona_log
 
     dev = make_device(tmp_path / "dev", persona_log(2, mean=3.0))
     half = dev / ".tmp-journal.json.4242"

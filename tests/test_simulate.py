@@ -23,7 +23,7 @@ from device_sim.__main__ import main as sim_main
 from device_sim.generator import write_jsonl
 from device_sim.report import FILES
 from device_sim.simulate import RunConfig, SimResult, request_schedule, run
-from devices import START, private_texts
+from devkit import START, private_texts
 from scan import find_texts, snapshot
 
 DAYS, SEED, MEAN, KEEP, EVERY = 9, 3, 6.0, 5, 3  # requests on days 3, 6 and 9: date, contact, range

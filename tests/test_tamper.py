@@ -17,7 +17,7 @@ from assistant_forget.errors import CorruptFile
 from assistant_forget.ledger import Ledger
 from assistant_forget.publish import MANIFEST, ONNX_FILE, TOKENIZER_FILE, current_export, verify_export
 from assistant_forget.runtime import load_current
-from devices import make_device, persona_log
+from devkit import make_device, persona_log
 from scan import snapshot
 
 DAYS = 7  # checkpoint_every is 7: the seventh trained day writes a checkpoint

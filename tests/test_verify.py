@@ -27,7 +27,7 @@ from assistant_forget.verify_report import write_report
 from device_sim.canary import Canary, sample_candidates
 from device_sim.generator import heldout_utterances
 from device_sim.persona import make_persona
-from devices import make_device, persona_log, private_texts
+from devkit import make_device, persona_log, private_texts
 from scan import find_texts, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")

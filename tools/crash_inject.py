@@ -39,7 +39,7 @@ from assistant_forget import crashpoints  # noqa: E402
 
 OPS = ("train", "forget_exact", "forget_fast", "maintain", "export")  # operations the harness interrupts
 PRELOAD = ["torch", "torch._dynamo", "torch.onnx", "onnx", "onnxruntime", "assistant_forget.api",  # imported once,
-           "assistant_forget.engine", "assistant_forget.export", "assistant_forget.runtime", "scan", "devices"]
+           "assistant_forget.engine", "assistant_forget.export", "assistant_forget.runtime", "scan", "devkit"]
 PROBE = "set an alarm for seven"  # what the app asks the loaded export
 KNOWN_WINDOWS = {  # crash points after which the app cannot load an export until the next write command
     "publish.old_moved_aside": "re-exporting the live version with other formats moves it aside, then renames "
@@ -92,7 +92,7 @@ def _child(conn, fn: str, args: tuple, crash_at: str | None, log: str | None) ->
 def build_templates(work: str, cfg: dict) -> dict:
     """Template devices under `work`: full (trained), partial, pending (after a fast forget), coreml, never."""
     from assistant_forget import api
-    from devices import make_device, persona_log
+    from devkit import make_device, persona_log
     from scan import find_texts
 
     c = HarnessConfig(**cfg)
@@ -227,7 +227,7 @@ def after_crash(dev: str, op: str, day: str, texts: list[str], ref: str) -> dict
     from assistant_forget import api
     from assistant_forget.forget import JOURNAL
     from assistant_forget.store import LogStore
-    from devices import model_files
+    from devkit import model_files
 
     root = Path(dev)
     after_kill = consistency(root)
