@@ -1,0 +1,66 @@
+"""Synthetic devices for the quality benchmarks: a persona's trained device, drawn days, planted canaries.
+
+Shared by tools/bench_quality.py and tools/bench_baselines.py (they run as scripts, so this folder is on
+their import path): the same persona, days and canaries give both the same devices to forget from.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from assistant_forget import api
+from assistant_forget.importer import import_jsonl
+from device_sim.canary import DEFAULT_CANARY_FORMAT, Canary, random_secret
+from device_sim.generator import generate_days, heldout_utterances, write_jsonl
+from device_sim.persona import make_persona
+
+START = date(2025, 1, 1)  # first simulated day (365 days end within 2025)
+
+
+def build(root: Path, days: int, seed: int, mean: float, forgets: int, tag: str) -> list[str]:
+    """The trained device (no canary) of persona `seed`; returns `forgets` days drawn with the seed `tag:seed`."""
+    recs = generate_days(make_persona(seed), START, days, seed, mean_per_day=mean, travel=True)
+    src = root.parent / "log.jsonl"
+    write_jsonl(recs, src)
+    import_jsonl(root, src, seed=seed)
+    src.unlink()
+    t = time.perf_counter()
+    api.train(root)
+    print(f"trained {days} days ({len(recs)} utterances) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    picks = sorted(random.Random(f"{tag}:{seed}").sample(range(days), forgets))
+    return [(START + timedelta(days=k)).isoformat() for k in picks]
+
+
+def plant(src: Path, dev: Path, day: str, secret: str, days: int, seed: int, mean: float, repeats: int) -> float:
+    """Copy the trained device and add a canary said `repeats` times on `day`, then train.
+
+    device_sim plants a canary without moving any other line, and training replays from the checkpoint
+    before the changed day, so the copy is exactly the device whose log had the canary from the start.
+    Returns the training time.
+    """
+    shutil.copytree(src, dev)
+    k = (date.fromisoformat(day) - START).days
+    recs = generate_days(make_persona(seed), START, days, seed, mean_per_day=mean, travel=True,
+                         canaries=[Canary(secret, k, repeats)])
+    lines = dev.parent / "canary.jsonl"
+    write_jsonl([r for r in recs if r["text"] == secret], lines)
+    import_jsonl(dev, lines)
+    lines.unlink()
+    t = time.perf_counter()
+    api.train(dev)
+    return time.perf_counter() - t
+
+
+def secrets(days: list[str], seed: int) -> dict[str, str]:
+    """One canary secret of device_sim's default format (10^5 secrets) per drawn day."""
+    return {d: random_secret(DEFAULT_CANARY_FORMAT, seed * 100_003 + j) for j, d in enumerate(days)}
+
+
+def heldout(seed: int, n: int) -> list[tuple[str, str]]:
+    """`n` held-out (text, intent) utterances of persona `seed`: unseen data from the user's distribution."""
+    return [(r["text"], r["intent"]) for r in heldout_utterances(make_persona(seed), n, seed)]
