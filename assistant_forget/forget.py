@@ -10,7 +10,8 @@ If the process dies anywhere after it is written, the next command that opens th
 finishes the forget (`recover`), so there is never a state where the logs are gone but the model still
 holds the day with nothing pending.
 
-Tiers: `fast` subtracts the affected days' deltas and repairs briefly (approximate, exact pass pending);
+Tiers: `fast` subtracts the affected days' deltas, and those of the later days whose replay read an affected
+day, and repairs briefly (approximate, exact pass pending);
 `exact` rewinds to the checkpoint before the first affected day and replays; `auto` is exact when that
 replays at most AUTO_EXACT_MAX_DAYS days, else fast now with the exact pass at the next `maintain`.
 """
@@ -116,11 +117,13 @@ class Plan:
     ids: list[str]  # matched utterance ids
     days: dict[str, int]  # affected local day -> utterances removed
     trained: list[str]  # affected days the model has trained on
+    readers: list[str]  # trained days whose replay read an affected day (the fast tier subtracts them too)
     replay_days: int  # days an exact pass would retrain
 
     def summary(self) -> dict:
         return {"mode": self.mode, "utterances": len(self.ids), "days": self.days, "trained_days": self.trained,
-                "untrained_days": sorted(set(self.days) - set(self.trained)), "exact_replay_days": self.replay_days}
+                "untrained_days": sorted(set(self.days) - set(self.trained)), "readers": self.readers,
+                "exact_replay_days": self.replay_days}
 
 
 def make_plan(eng: Engine, sel: Selector, mode: str = "auto") -> Plan:
@@ -143,7 +146,8 @@ def make_plan(eng: Engine, sel: Selector, mode: str = "auto") -> Plan:
         replay = sum(1 for d in m.days if (ckpt is None or d > ckpt) and d not in gone)
     if mode == "auto":
         mode = "exact" if replay <= AUTO_EXACT_MAX_DAYS else "fast"
-    return Plan(mode, [u.id for u in rows], dict(sorted(days.items())), trained, replay)
+    readers = eng.timeline.readers(trained, m) if trained else []
+    return Plan(mode, [u.id for u in rows], dict(sorted(days.items())), trained, readers, replay)
 
 
 def forget(eng: Engine, sel: Selector, mode: str = "auto", progress=None) -> dict:
@@ -151,8 +155,9 @@ def forget(eng: Engine, sel: Selector, mode: str = "auto", progress=None) -> dic
     plan = make_plan(eng, sel, mode)
     salt = receipts.new_salt()
     journal = {"format": 1, "receipt": uuid.uuid4().hex, "mode": plan.mode, "ids": plan.ids, "days": plan.days,
-               "trained": plan.trained, "selector": sel.public(salt), "version_before": eng.manifest().version,
-               "requested_mode": mode, "started_utc": _now(), "until": eng.last_trained()}
+               "trained": plan.trained, "readers": plan.readers, "selector": sel.public(salt),
+               "version_before": eng.manifest().version, "requested_mode": mode, "started_utc": _now(),
+               "until": eng.last_trained()}
     atomic_write_json(eng.dev.root / JOURNAL, journal)
     crashpoints.hit("forget.journal_written")
     return _apply(eng, journal, progress)
@@ -206,6 +211,7 @@ def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dic
         "id": journal["receipt"], "type": "forget", "time_utc": _now(), "tier": journal["mode"],
         "requested_mode": journal["requested_mode"], "selector": journal["selector"],
         "days": journal["days"], "utterances": len(journal["ids"]), "trained_days": len(journal["trained"]),
+        "reader_days": len(journal.get("readers", [])),
         "version_before": journal["version_before"], "version_after": m.version, "export_version": export_version,
         "state": "approximate" if m.approximate else "exact", "pending_exact_from": m.pending_exact_from,
         "timings_s": {"delete": round(t1 - t0, 4), "model": round(t2 - t1, 4), "export": round(t3 - t2, 4),

@@ -2,7 +2,7 @@
 
 Only the *personal* parameters are stored (the base model is public and shipped). Layout under DIR/ledger/:
 
-    manifest.json                         the commit point; format 2, see `Manifest`; sealed with its own SHA-256
+    manifest.json                         the commit point; format 3, see `Manifest`; sealed with its own SHA-256
     state-<sha12>.safetensors             personal parameters now (fp32)
     deltas/<date>-<sha12>.safetensors     Δ_date = θ_after(date) − θ_before(date), stored in `delta_dtype`
     checkpoints/<date>-<sha12>.safetensors  θ_after(date), fp32, every `checkpoint_every` trained days
@@ -27,7 +27,7 @@ from .errors import CorruptFile
 from .fsio import atomic_write_bytes, clean_temp_files, remove_durably, sealed_json_bytes, sha256_bytes, unseal_json
 from .tensorfile import load_tensors, save_tensors, tensors_to_bytes
 
-FORMAT = 2  # 2: the manifest carries its own checksum (fsio.sealed_json_bytes)
+FORMAT = 3  # 2: the manifest carries its own checksum (fsio.sealed_json_bytes); 3: DayEntry.reads
 REBUILD = ("the ledger is derived from the log alone: delete the device's ledger directory and run "
            "`assistant-forget train` to rebuild it")  # what to do about a corrupt ledger file
 DELTA_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -43,6 +43,7 @@ class FileRef:
 class DayEntry:
     data_hash: str  # fingerprint of the day's training data when it was trained
     delta: FileRef | None  # Δ of the day; None once a fast forget removed it
+    reads: tuple[str, ...] = ()  # other days whose data the day's update read (its replay), ascending
 
 
 @dataclass
@@ -70,7 +71,8 @@ class Manifest:
         return cls(
             format=obj["format"], model=obj["model"], checkpoint_every=obj["checkpoint_every"],
             delta_dtype=obj["delta_dtype"],
-            days={d: DayEntry(e["data_hash"], ref(e["delta"])) for d, e in sorted(obj["days"].items())},
+            days={d: DayEntry(e["data_hash"], ref(e["delta"]), tuple(e["reads"]))
+                  for d, e in sorted(obj["days"].items())},
             checkpoints={d: FileRef(**r) for d, r in sorted(obj["checkpoints"].items())},
             state=ref(obj["state"]), version=obj["version"], pending_exact_from=obj["pending_exact_from"],
         )
@@ -93,6 +95,7 @@ class Ledger:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
+        self._checked: tuple[bytes, dict] | None = None  # last manifest bytes whose seal and format checked out
 
     # -- manifest -----------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -105,12 +108,16 @@ class Ledger:
         if not self.exists():
             return Manifest()
         try:
-            m = Manifest.from_json(unseal_json(self.manifest_path.read_bytes()))
+            data = self.manifest_path.read_bytes()
+            if self._checked is None or self._checked[0] != data:  # same bytes: already checked, parse again
+                obj = unseal_json(data)
+                if obj.get("format") != FORMAT:
+                    raise CorruptFile(f"{self.manifest_path}: ledger format {obj.get('format')} is not supported "
+                                      f"(expected {FORMAT}); {REBUILD}")
+                self._checked = (data, obj)
+            return Manifest.from_json(self._checked[1])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise CorruptFile(f"{self.manifest_path}: unreadable ledger manifest ({e}); {REBUILD}") from None
-        if m.format != FORMAT:
-            raise CorruptFile(f"{self.manifest_path}: ledger format {m.format} is not supported (expected {FORMAT})")
-        return m
 
     def commit(self, m: Manifest) -> None:
         """Atomically replace the manifest, then remove files it no longer references."""

@@ -5,10 +5,16 @@ day's delta fits the ledger budget — while the base weights (public) never cha
 CLINC150 text each day, that keeps what the base knew (tools/bench_personalize.py compares the choices;
 figures in BENCHMARKS.md).
 
-A day trains on its own utterances, a replay sample of earlier retained days, and a sample of public
-CLINC150 text; both heads (intent cross-entropy and next-token loss). Fresh optimizer each day; every
+A day trains on its own utterances, a replay sample drawn from a few whole earlier days, and a sample of
+public CLINC150 text; both heads (intent cross-entropy and next-token loss). Fresh optimizer each day; every
 random choice comes from the day's seed, and utterances are read in the store's canonical order, so a
 day's update depends only on (base, state, data, seed) — never on insertion order or ids.
+
+Why a few whole recent days: `train_day` returns the days its replay read, the ledger records them, and
+the fast tier subtracts the delta of every day that read a forgotten one. Replay drawn from the whole
+history spreads each day's data over many later deltas, beyond the reach of a subtraction
+(tools/bench_quality.py measured it: the forgotten day stayed detectable); `replay_days` days among the last
+`replay_window` reach about `replay_days` later deltas, which the fast tier removes too.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ class PersonalizationConfig:
     lr: float = 1e-3  # AdamW learning rate (fresh optimizer every day)
     epochs: int = 2  # passes over the day's mixed batch set
     batch_size: int = 32  # utterances per step
-    replay_personal: int = 32  # utterances sampled from earlier retained days
+    replay_personal: int = 32  # utterances sampled from the replay days
+    replay_days: int = 1  # earlier retained days the replay draws from (recorded per day in the ledger)
+    replay_window: int = 7  # ... chosen among the last this many earlier days with data
     replay_public: int = 128  # CLINC150 train utterances mixed in to keep the base's knowledge
     lm_weight: float = 0.5  # weight of the next-token loss beside the intent loss
     repair_steps: int = 8  # steps of the fast tier's repair fine-tune on retained days
@@ -46,7 +54,8 @@ class PersonalizationConfig:
     def __post_init__(self) -> None:
         if self.personal not in PERSONAL_SETS:
             raise ValueError(f"personal={self.personal!r}: choose one of {sorted(PERSONAL_SETS)}")
-        if self.adapter_rank < 0 or self.epochs < 1 or self.batch_size < 1:
+        if (self.adapter_rank < 0 or self.epochs < 1 or self.batch_size < 1 or self.replay_days < 0
+                or self.replay_window < 1):
             raise ValueError(f"invalid personalisation config: {self}")
 
     def fingerprint(self) -> str:
@@ -118,15 +127,29 @@ class DayTrainer:
     def _sample(self, rng: random.Random, rows: list, k: int) -> list:
         return rows if len(rows) <= k else rng.sample(rows, k)
 
-    def train_day(self, model: nn.Module, day: str, seed: int) -> None:
+    def replay_days(self, day: str, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
+        """The earlier days `day` replays (drawn with `rng`), each with its utterances in canonical order."""
+        if not (self.cfg.replay_personal and self.cfg.replay_days):
+            return {}
+        earlier: dict[str, list[tuple[str, str]]] = {}
+        for u in self.store.before(day):
+            earlier.setdefault(u.local_date, []).append((u.text, u.intent))
+        picked = self._sample(rng, sorted(earlier)[-self.cfg.replay_window:], self.cfg.replay_days)
+        return {d: earlier[d] for d in sorted(picked)}
+
+    def train_day(self, model: nn.Module, day: str, seed: int) -> list[str]:
+        """Train one day in place; returns the earlier days whose utterances it replayed."""
         rng = random.Random(seed ^ 0x5EED)
         today = [(u.text, u.intent) for u in self.store.by_day(day)]
-        earlier = [(u.text, u.intent) for u in self.store.before(day)]
-        examples = (today + self._sample(rng, earlier, self.cfg.replay_personal)
+        replay = self.replay_days(day, rng)
+        pool = [x for rows in replay.values() for x in rows]
+        examples = (today + self._sample(rng, pool, self.cfg.replay_personal)
                     + self._sample(rng, self.public, self.cfg.replay_public))
         self._fit(model, examples, seed, None)
+        return list(replay)
 
     def repair(self, model: nn.Module, seed: int) -> None:
+        """A short fine-tune on a sample of every retained day mixed with public text (the fast tier's repair)."""
         rng = random.Random(seed ^ 0x5EED)
         retained = [(u.text, u.intent) for u in self.store.all()]
         examples = (self._sample(rng, retained, self.cfg.repair_sample)

@@ -5,7 +5,9 @@ order, from the initial state would give — one call to `train_day(model, day, 
 a seed derived from (device seed, date). Because each day depends only on its inputs (DESIGN invariant 2),
 rewinding to the checkpoint before day k and replaying the later days gives exactly the model of a device
 that never saw the removed data (the exact tier). `fast_forget` subtracts stored deltas instead and marks
-the state approximate until `sync` runs the exact pass (the fast tier).
+the state approximate until `sync` runs the exact pass (the fast tier). A day's update may read other days'
+data (a replay sample): `train_day` returns those days, the ledger records them, and `fast_forget`
+subtracts the delta of every day that read a forgotten one, so no remaining delta was trained on its data.
 
 The model-specific parts are plain callables: what a day trains on, how its data is fingerprinted, and an
 optional repair step. Nothing here knows about utterances or transformers.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn as nn
@@ -24,7 +26,8 @@ from . import crashpoints
 from .errors import CorruptFile
 from .ledger import DayEntry, Ledger, Manifest, state_version
 
-TrainDay = Callable[[nn.Module, str, int], None]  # (model, "YYYY-MM-DD", seed): train personal params in place
+# (model, "YYYY-MM-DD", seed): train personal params in place; returns the other days whose data it read
+TrainDay = Callable[[nn.Module, str, int], Optional[Iterable[str]]]
 Repair = Callable[[nn.Module, int], None]  # (model, seed): a short repair fine-tune after a subtraction
 Progress = Callable[[str], None]  # called with each day as it is (re)trained
 
@@ -148,11 +151,11 @@ class Timeline:
             crashpoints.hit("timeline.rewound")
         for d in plan.days:
             before = self.get_state()
-            self.train_day(self.model, d, day_seed(self.seed, d))
+            reads = tuple(sorted(set(self.train_day(self.model, d, day_seed(self.seed, d)) or ()) - {d}))
             after = self.get_state()
             crashpoints.hit("timeline.day_trained")
             delta = {n: after[n] - before[n] for n in self.personal}
-            m.days[d] = DayEntry(self.fingerprint(d), self.ledger.write_delta(m, d, delta))
+            m.days[d] = DayEntry(self.fingerprint(d), self.ledger.write_delta(m, d, delta), reads)
             if len(m.days) % m.checkpoint_every == 0:
                 m.checkpoints[d] = self.ledger.write("checkpoints", d, after)
             self._commit_state(m)
@@ -161,22 +164,38 @@ class Timeline:
         return plan
 
     # -- fast tier ------------------------------------------------------------------------------
-    def fast_forget(self, days: list[str], repair: Repair | None = None) -> Manifest:
-        """Subtract the deltas of `days`, drop them and every checkpoint from the first, repair, mark approximate.
+    def readers(self, days: Iterable[str], m: Manifest | None = None) -> list[str]:
+        """Trained days, other than `days`, whose stored delta was trained on the data of one of `days`."""
+        gone = set(days)
+        m = m or self.manifest()
+        return [d for d, e in m.days.items()
+                if d not in gone and e.delta is not None and gone.intersection(e.reads)]
 
+    def fast_forget(self, days: list[str], repair: Repair | None = None) -> Manifest:
+        """Subtract the deltas of `days` and of their readers, drop every checkpoint from the first forgotten
+        day, repair, mark approximate.
+
+        A reader's delta was trained on a forgotten day's data (its replay), so it goes too; the reader stays
+        a trained day without a delta (its own data is retained), so the exact pass's horizon is unchanged.
         Checkpoints on or after the first forgotten day carry its influence and are not needed by the exact
         pass (which rewinds to a checkpoint before it), so they go now.
         """
         m = self.load()
-        hit = sorted(d for d in days if d in m.days)
+        gone = sorted(d for d in days if d in m.days)
+        readers = self.readers(days, m)
+        hit = sorted(gone + readers)
         if not hit:
             return m
         state = self.get_state()
         for d in hit:
-            ref = m.days.pop(d).delta
+            ref = m.days[d].delta
             if ref is not None:
                 for n, t in self.ledger.read_delta(ref).items():
                     state[n] = state[n] - t
+        for d in gone:
+            del m.days[d]
+        for d in readers:
+            m.days[d] = DayEntry(m.days[d].data_hash, None)
         self.set_state(state)
         first = hit[0]
         m.checkpoints = {c: r for c, r in m.checkpoints.items() if c < first}

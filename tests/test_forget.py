@@ -12,7 +12,7 @@ from assistant_forget.cli import main
 from assistant_forget.errors import BadInput, NothingToForget
 from assistant_forget.ledger import Ledger
 from assistant_forget.publish import current_export
-from devices import make_device, model_files, persona_log, private_texts
+from devkit import make_device, model_files, persona_log, private_texts
 from scan import find_texts, snapshot
 
 DAYS = 6
@@ -53,13 +53,18 @@ def test_fast_forget_purges_text_and_delta_then_maintain_is_exact(tmp_path: Path
     dev = make_device(tmp_path / "dev", records)
     assert find_texts(dev, texts)  # the scan can fail: the day is on disk before
     assert any(day in p.name for p in (dev / "ledger" / "deltas").iterdir())
+    readers = [d for d, e in Ledger(dev / "ledger").load_manifest().days.items() if day in e.reads]
+    assert readers  # later days replayed it: their deltas carry its data too
     receipt = api.forget(dev, date=day, mode="fast")
+    assert receipt["reader_days"] == len(readers)
     assert receipt["tier"] == "fast" and receipt["state"] == "approximate"
     assert receipt["version_after"] != receipt["version_before"]
     assert find_texts(dev, texts) == {}
     assert not any(day in p.name for p in dev.rglob("*"))  # no delta or checkpoint of that day remains
     m = Ledger(dev / "ledger").load_manifest()
     assert m.approximate and all(c < day for c in m.checkpoints)
+    assert all(m.days[d].delta is None for d in readers)  # subtracted with the day's own delta
+    assert not any(day in e.reads for e in m.days.values() if e.delta is not None)
     assert json.loads((current_export(dev) / "export.json").read_text())["state"] == "approximate"
     exact = api.maintain(dev)
     assert exact is not None and exact["state"] == "exact"

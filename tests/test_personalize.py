@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from assistant_forget import api
 from assistant_forget.cli import main
 from assistant_forget.errors import CorruptFile
 from assistant_forget.ledger import Ledger
-from devices import make_device, model_files, persona_log
+from devkit import make_device, model_files, persona_log
 
 
 def day_of(r: dict) -> str:
@@ -65,3 +66,21 @@ def test_tampered_ledger_state_is_refused_with_the_file_name(tmp_path: Path) -> 
     with pytest.raises(CorruptFile, match=state.name):
         api.train(dev)
     assert main(["train", "--device", str(dev)]) == CorruptFile.exit_code
+
+
+def test_a_day_replays_whole_recent_days_and_the_ledger_records_which(tmp_path: Path) -> None:
+    recs = persona_log(6)
+    days = sorted({day_of(r) for r in recs})
+    dev = make_device(tmp_path / "dev", recs)
+    m = Ledger(dev / "ledger").load_manifest()
+    with api.session(dev) as eng:
+        cfg = eng.cfg
+        picked = list(eng.trainer.replay_days(days[-1], random.Random(0)))
+        assert picked == list(eng.trainer.replay_days(days[-1], random.Random(0)))  # the seed decides
+    assert cfg.replay_days >= 1 and m.days[days[0]].reads == ()  # nothing earlier to replay
+    assert m.days[days[1]].reads == (days[0],)
+    for i, d in enumerate(days[1:], start=1):
+        reads = m.days[d].reads
+        assert len(reads) == min(cfg.replay_days, i) and list(reads) == sorted(set(reads))
+        assert set(reads) <= set(days[max(0, i - cfg.replay_window):i])  # among the last `replay_window` days
+    assert len(picked) == cfg.replay_days and set(picked) <= set(days[-1 - cfg.replay_window:-1])

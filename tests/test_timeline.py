@@ -35,15 +35,22 @@ def day_data(day: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, x.sum(1, keepdim=True) * (1 + int(day[-2:]) % 3)
 
 
-def make_timeline(root: Path, data: dict[str, tuple[torch.Tensor, torch.Tensor]], C: int = 3) -> Timeline:
-    def train_day(model: nn.Module, day: str, seed: int) -> None:
+def make_timeline(root: Path, data: dict[str, tuple[torch.Tensor, torch.Tensor]], C: int = 3,
+                  replay: int = 0) -> Timeline:
+    """With `replay`, a day also trains on the day `replay` days before it (when that day has data)."""
+
+    def train_day(model: nn.Module, day: str, seed: int) -> list[str]:
         torch.manual_seed(seed)
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)  # fresh per day
-        x, y = data[day]
+        earlier = sorted(d for d in data if d < day)
+        reads = earlier[-replay:][:1] if replay else []
+        x = torch.cat([data[d][0] for d in [day, *reads]])
+        y = torch.cat([data[d][1] for d in [day, *reads]])
         for _ in range(5):
             opt.zero_grad()
             nn.functional.mse_loss(model(x), y).backward()
             opt.step()
+        return reads
 
     def fingerprint(day: str) -> str:
         x, y = data[day]
@@ -100,6 +107,28 @@ def test_fast_forget_subtracts_the_delta_then_exact_pass_matches(tmp_path: Path)
     t.sync(kept)
     never = make_timeline(tmp_path / "never", data)
     never.sync(kept)
+    assert tensor_files(tmp_path / "dev") == tensor_files(tmp_path / "never")
+
+
+def test_fast_forget_also_subtracts_the_days_that_replayed_it(tmp_path: Path) -> None:
+    data = {d: day_data(d) for d in DAYS}
+    t = make_timeline(tmp_path / "dev", data, replay=2)  # each day also trains on the day two before
+    t.sync(list(data))
+    m = t.manifest()
+    assert m.days["2026-01-07"].reads == ("2026-01-05",) and m.days["2026-01-01"].reads == ()
+    assert t.readers(["2026-01-05"]) == ["2026-01-07"]
+    theta = t.get_state()
+    deltas = {d: t.ledger.read_delta(m.days[d].delta) for d in ("2026-01-05", "2026-01-07")}
+    m2 = t.fast_forget(["2026-01-05"])
+    assert "2026-01-05" not in m2.days and m2.days["2026-01-07"].delta is None  # the reader stays a trained day
+    assert m2.days["2026-01-06"].delta is not None
+    assert not t.readers(["2026-01-05"], m2)  # no remaining delta was trained on the day's data
+    for n, v in t.get_state().items():
+        torch.testing.assert_close(v, theta[n] - deltas["2026-01-05"][n] - deltas["2026-01-07"][n])
+    del data["2026-01-05"]
+    t.sync(list(data))  # the exact pass: identical to never having had the day
+    never = make_timeline(tmp_path / "never", data, replay=2)
+    never.sync(list(data))
     assert tensor_files(tmp_path / "dev") == tensor_files(tmp_path / "never")
 
 

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -41,50 +39,12 @@ import torch
 
 from assistant_forget import api, metrics
 from assistant_forget.forget import Selector
-from assistant_forget.importer import import_jsonl
 from assistant_forget.personalize import DayTrainer, PersonalizationConfig
 from assistant_forget.verify import VerifyConfig, current_backend, exposure, verify_forget
-from device_sim.canary import DEFAULT_CANARY_FORMAT, Canary, random_secret
-from device_sim.generator import generate_days, heldout_utterances, write_jsonl
-from device_sim.persona import make_persona
+from bench_devices import build, heldout, plant, secrets as canary_secrets
 
-START = date(2025, 1, 1)  # first simulated day (365 days end within 2025)
 TH = metrics.Thresholds()
 BEFORE_BITS = 8.0  # a canary must be at least this many bits more exposed than the oracle before forgetting
-
-
-def build(root: Path, args: argparse.Namespace) -> list[str]:
-    """The trained device (no canary); returns the days drawn for forgetting."""
-    recs = generate_days(make_persona(args.seed), START, args.days, args.seed, mean_per_day=args.mean, travel=True)
-    src = root.parent / "log.jsonl"
-    write_jsonl(recs, src)
-    import_jsonl(root, src, seed=args.seed)
-    src.unlink()
-    t = time.perf_counter()
-    api.train(root)
-    print(f"trained {args.days} days ({len(recs)} utterances) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    picks = sorted(random.Random(f"bench_quality:{args.seed}").sample(range(args.days), args.forgets))
-    return [(START + timedelta(days=k)).isoformat() for k in picks]
-
-
-def plant(src: Path, dev: Path, day: str, secret: str, args: argparse.Namespace) -> float:
-    """Copy the trained device and add a canary said `canary_repeats` times on `day`, then train.
-
-    device_sim plants a canary without moving any other line, and training replays from the checkpoint
-    before the changed day, so the copy is exactly the device whose log had the canary from the start.
-    Returns the training time.
-    """
-    shutil.copytree(src, dev)
-    k = (date.fromisoformat(day) - START).days
-    recs = generate_days(make_persona(args.seed), START, args.days, args.seed, mean_per_day=args.mean, travel=True,
-                         canaries=[Canary(secret, k, args.canary_repeats)])
-    lines = dev.parent / "canary.jsonl"
-    write_jsonl([r for r in recs if r["text"] == secret], lines)
-    import_jsonl(dev, lines)
-    lines.unlink()
-    t = time.perf_counter()
-    api.train(dev)
-    return time.perf_counter() - t
 
 
 def forget_once(src: Path, work: Path, day: str, canary: str, unseen: list, cfg: VerifyConfig,
@@ -186,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forgets", type=int, default=20, help="days drawn and forgotten one at a time (default 20)")
     ap.add_argument("--mean", type=float, default=20.0, help="mean utterances per day (default 20)")
     ap.add_argument("--seed", type=int, default=5, help="persona, device and draw seed")
-    ap.add_argument("--canary-repeats", type=int, default=64, help="times the canary is said on its day (default 64)")
+    ap.add_argument("--canary-repeats", type=int, default=1024,
+                    help="times the canary is said on its day (default 1024: fewer are hardly memorised)")
     ap.add_argument("--lira", type=int, default=16, help="LiRA shadows per side (default 16; 0 skips LiRA)")
     ap.add_argument("--unseen", type=int, default=500, help="held-out utterances of the persona (default 500)")
     ap.add_argument("--candidates", type=int, default=0, help="canary candidates (default 0: all 10^5 - 1)")
@@ -202,16 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     cfg = VerifyConfig(lira_pairs=args.lira, unseen=args.unseen, canary_candidates=args.candidates, seed=args.seed)
-    unseen = [(r["text"], r["intent"]) for r in heldout_utterances(make_persona(args.seed), args.unseen, args.seed)]
+    unseen = heldout(args.seed, args.unseen)
     rows, vers, oracles, curve = [], [], {}, []
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         work = Path(tmp)
-        days = build(work / "trained", args)
-        secrets = {d: random_secret(DEFAULT_CANARY_FORMAT, args.seed * 100_003 + j) for j, d in enumerate(days)}
+        days = build(work / "trained", args.days, args.seed, args.mean, args.forgets, "bench_quality")
+        secrets = canary_secrets(days, args.seed)
         keep = set(days[: args.tradeoff_days])  # planted devices the trade-off reuses
         for i, day in enumerate(days):
             planted = work / f"planted-{day}"
-            plant_s = plant(work / "trained", planted, day, secrets[day], args)
+            plant_s = plant(work / "trained", planted, day, secrets[day], args.days, args.seed, args.mean,
+                            args.canary_repeats)
             row, ver = forget_once(planted, work, day, secrets[day], unseen, cfg)
             row["plant_train_s"] = plant_s
             oracles[day] = ver.oracle
