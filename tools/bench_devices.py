@@ -36,20 +36,27 @@ def build(root: Path, days: int, seed: int, mean: float, forgets: int, tag: str)
     return [(START + timedelta(days=k)).isoformat() for k in picks]
 
 
-def plant(src: Path, dev: Path, day: str, secret: str, days: int, seed: int, mean: float, repeats: int) -> float:
-    """Copy the trained device and add a canary said `repeats` times on `day`, then train.
+def plant(src: Path, dev: Path, day: str, secret: str, days: int, seed: int, mean: float, repeats: int,
+          lag: int | None = None) -> float:
+    """A device whose log has a canary said `repeats` times on `day`, trained; returns the training time.
 
-    device_sim plants a canary without moving any other line, and training replays from the checkpoint
-    before the changed day, so the copy is exactly the device whose log had the canary from the start.
-    Returns the training time.
+    Default: a copy of the trained device `src` with the canary lines added. device_sim plants a canary
+    without moving any other line, and training replays from the checkpoint before the changed day, so the
+    copy is exactly the device whose log had the canary from the start. With `lag`, a fresh device whose
+    history ends `lag` days after `day` (a forget asked for soon after the canary was said).
     """
-    shutil.copytree(src, dev)
     k = (date.fromisoformat(day) - START).days
-    recs = generate_days(make_persona(seed), START, days, seed, mean_per_day=mean, travel=True,
+    n = days if lag is None else min(days, k + lag + 1)
+    recs = generate_days(make_persona(seed), START, n, seed, mean_per_day=mean, travel=True,
                          canaries=[Canary(secret, k, repeats)])
     lines = dev.parent / "canary.jsonl"
-    write_jsonl([r for r in recs if r["text"] == secret], lines)
-    import_jsonl(dev, lines)
+    if lag is None:
+        shutil.copytree(src, dev)
+        write_jsonl([r for r in recs if r["text"] == secret], lines)
+        import_jsonl(dev, lines)
+    else:
+        write_jsonl(recs, lines)
+        import_jsonl(dev, lines, seed=seed)
     lines.unlink()
     t = time.perf_counter()
     api.train(dev)

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=5, help="persona, device and draw seed")
     ap.add_argument("--canary-repeats", type=int, default=1024,
                     help="times the canary is said on its day (default 1024: fewer are hardly memorised)")
+    ap.add_argument("--lag", type=int, default=None,
+                    help="forget each drawn day this many days after it, on a device whose history ends there "
+                         "(default: at the end of the whole history)")
     ap.add_argument("--lira", type=int, default=16, help="LiRA shadows per side (default 16; 0 skips LiRA)")
     ap.add_argument("--unseen", type=int, default=500, help="held-out utterances of the persona (default 500)")
     ap.add_argument("--candidates", type=int, default=0, help="canary candidates (default 0: all 10^5 - 1)")
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.forgets < args.days:
         ap.error("--forgets must be in [1, --days)")
+    if args.lag is not None and args.lag < 0:
+        ap.error("--lag must be >= 0")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     cfg = VerifyConfig(lira_pairs=args.lira, unseen=args.unseen, canary_candidates=args.candidates, seed=args.seed)
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, day in enumerate(days):
             planted = work / f"planted-{day}"
             plant_s = plant(work / "trained", planted, day, secrets[day], args.days, args.seed, args.mean,
-                            args.canary_repeats)
+                            args.canary_repeats, args.lag)
             row, ver = forget_once(planted, work, day, secrets[day], unseen, cfg)
             row["plant_train_s"] = plant_s
             oracles[day] = ver.oracle
