@@ -66,6 +66,12 @@ def make_model() -> Callable[..., AssistantModel]:
     return make
 
 
+@pytest.fixture(scope="module")
+def model(make_model) -> AssistantModel:
+    """The export tests' model: small, seed 0, rank-2 adapters (a module may override it)."""
+    return make_model(seed=0, adapter_rank=2)
+
+
 @pytest.fixture
 def device_root(tmp_path: Path) -> Path:
     """A fresh, empty device directory."""

@@ -19,11 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model(make_model):
-    return make_model(seed=0, adapter_rank=2)
-
-
-@pytest.fixture(scope="module")
 def spec(model, tokenizer_path, labels):
     return make_spec(model, tokenizer_path.read_bytes(), labels, "approximate", oos_threshold=0.25)
 

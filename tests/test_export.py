@@ -21,11 +21,6 @@ TOL = 1e-5  # fp32 parity bound, both heads
 
 
 @pytest.fixture(scope="module")
-def model(make_model):
-    return make_model(seed=0, adapter_rank=2)
-
-
-@pytest.fixture(scope="module")
 def spec(model, tokenizer_path, labels):
     return make_spec(model, tokenizer_path.read_bytes(), labels, "exact")
 
