@@ -1,7 +1,7 @@
 """Benchmark: does a fast forget look like the oracle? Membership attacks, accuracy and canary exposure.
 
-A synthetic persona lives D days (default 120) on a device that trains every night. N of those days
-(default 20) are drawn at random and forgotten one at a time, each on a fresh copy of the trained device
+A synthetic persona lives D days (default 30; 120 for the target run) on a device that trains every night.
+N of those days (default 3; 20 for the target run) are drawn at random and forgotten one at a time, each on a fresh copy of the trained device
 into which a canary (a random secret of device_sim's default format, 10^5 secrets) is planted on that day,
 said R times (device_sim's canary option; the copy is then trained, which replays from the checkpoint
 before the day, so it is exactly the device whose log had the canary from the start: one canary per
@@ -17,8 +17,9 @@ utterance: a per-day AUC over ~20 utterances moves by ~0.1 from sampling alone).
 (or with --force-tradeoff), the fast forget is re-run on the first few days with other
 PersonalizationConfig.repair_steps, against the same oracle: repair steps vs gaps vs time.
 
-    python tools/bench_quality.py                              # default: 120 days, 20 forgets, K=16 (~20 min)
-    python tools/bench_quality.py --days 30 --forgets 3 --lira 4 --unseen 200   # a quick look
+    python tools/bench_quality.py                              # default: a quick look (30 days, 3 forgets, K=4)
+    python tools/bench_quality.py --days 120 --forgets 20 --lira 16 --unseen 500 --force-tradeoff   # targets (~40 min)
+    python tools/bench_quality.py --lag 1 --forgets 8 --lira 0 --canary-repeats 4096   # forget the day after
     python tools/bench_quality.py --days 365 --forgets 50 --lira 32 --json q.json --plot q.png   # full size
 """
 
@@ -142,8 +143,9 @@ def plot_tradeoff(curve: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
-    ap.add_argument("--forgets", type=int, default=20, help="days drawn and forgotten one at a time (default 20)")
+    ap.add_argument("--days", type=int, default=30, help="simulated days (default 30; the targets: 120)")
+    ap.add_argument("--forgets", type=int, default=3,
+                    help="days drawn and forgotten one at a time (default 3; the targets: 20)")
     ap.add_argument("--mean", type=float, default=20.0, help="mean utterances per day (default 20)")
     ap.add_argument("--seed", type=int, default=5, help="persona, device and draw seed")
     ap.add_argument("--canary-repeats", type=int, default=1024,
@@ -151,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lag", type=int, default=None,
                     help="forget each drawn day this many days after it, on a device whose history ends there "
                          "(default: at the end of the whole history)")
-    ap.add_argument("--lira", type=int, default=16, help="LiRA shadows per side (default 16; 0 skips LiRA)")
-    ap.add_argument("--unseen", type=int, default=500, help="held-out utterances of the persona (default 500)")
+    ap.add_argument("--lira", type=int, default=4,
+                    help="LiRA shadows per side (default 4; the targets: 16; 0 skips LiRA)")
+    ap.add_argument("--unseen", type=int, default=200,
+                    help="held-out utterances of the persona (default 200; the targets: 500)")
     ap.add_argument("--candidates", type=int, default=0, help="canary candidates (default 0: all 10^5 - 1)")
     ap.add_argument("--tradeoff", default="0,2,8,32", help="repair steps to compare (default 0,2,8,32)")
     ap.add_argument("--tradeoff-days", type=int, default=3, help="forgotten days in the trade-off (default 3)")

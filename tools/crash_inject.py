@@ -411,7 +411,7 @@ def summarize(outcomes: list[Outcome]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=int, default=500, help="injections to run (default 500)")
+    p.add_argument("--runs", type=int, default=50, help="injections to run (default 50; BENCHMARKS.md: 500)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random choices")
     p.add_argument("--days", type=int, default=HarnessConfig.days, help="days in the template devices")
     p.add_argument("--jobs", type=int, default=1, help="injections run at a time (default 1)")
