@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,10 @@ def test_a_reader_never_sees_a_half_written_or_mixed_version(device_root, make_m
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert reader.stdout.readline().strip() == "ready"
-        published = [publish(device_root, models[i % 3], tokenizer_path, labels, "exact") for i in range(1, 7)]
+        published, i, until = [], 1, time.monotonic() + 2.0  # publishing takes ms: keep the reader busy
+        while i < 7 or time.monotonic() < until:
+            published.append(publish(device_root, models[i % 3], tokenizer_path, labels, "exact"))
+            i += 1
     finally:
         stop.touch()
         out, err = reader.communicate(timeout=120)
