@@ -31,7 +31,7 @@ from .errors import BadInput
 from .localtime import parse_date
 from .model import AssistantModel
 from .oracle import fresh_model, set_state
-from .personalize import DayTrainer, joint_loss
+from .personalize import DayTrainer, joint_loss, minibatches, sample
 from .store import Utterance
 from .timeline import Progress, day_seed
 
@@ -91,20 +91,6 @@ def _examples(eng: Engine, rows: Sequence[Utterance], name: str) -> list[Example
     if bad:
         raise BadInput(f"{name}: intent {bad[0]!r} is not one of the model's labels (see clinc.intent_labels())")
     return out
-
-
-def _batches(rng: random.Random, examples: list[Example], size: int, steps: int) -> list[list[Example]]:
-    """Exactly `steps` minibatches: shuffled passes over `examples`, as many as needed."""
-    out: list[list[Example]] = []
-    while examples and len(out) < steps:
-        order = examples[:]
-        rng.shuffle(order)
-        out += [order[i:i + size] for i in range(0, len(order), size)]
-    return out[:steps]
-
-
-def _sample(rng: random.Random, rows: list, k: int) -> list:
-    return rows if len(rows) <= k else rng.sample(rows, k)
 
 
 def personal_state(eng: Engine, model: nn.Module) -> State:
@@ -295,8 +281,8 @@ def neggrad_plus(eng: Engine, forgotten: Sequence[Utterance], cfg: BaselineConfi
     seed = day_seed(eng.dev.seed, min(u.local_date for u in forgotten), "neggrad+")
     rng = random.Random(seed)
     forget_set = _examples(eng, forgotten, "forgotten")
-    retain_set = (_sample(rng, _examples(eng, eng.store.all(), "retained"), eng.cfg.repair_sample)
-                  + _sample(rng, eng.trainer.public, eng.cfg.replay_public))
+    retain_set = (sample(rng, _examples(eng, eng.store.all(), "retained"), eng.cfg.repair_sample)
+                  + sample(rng, eng.trainer.public, eng.cfg.replay_public))
     model = eng.model
     params = dict(model.named_parameters())
     opt = torch.optim.AdamW([params[n] for n in eng.timeline.personal], lr=lr, weight_decay=0.0)
@@ -306,7 +292,7 @@ def neggrad_plus(eng: Engine, forgotten: Sequence[Utterance], cfg: BaselineConfi
                                     eng.cfg.lm_weight, eng.base.config.max_len)
     torch.manual_seed(seed)  # dropout
     model.train()
-    for kept, gone in zip(_batches(rng, retain_set, bs, steps), _batches(rng, forget_set, bs, steps)):
+    for kept, gone in zip(minibatches(rng, retain_set, bs, steps), minibatches(rng, forget_set, bs, steps)):
         opt.zero_grad(set_to_none=True)
         (cfg.alpha * loss(kept) - (1.0 - cfg.alpha) * loss(gone)).backward()
         opt.step()

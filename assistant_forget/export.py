@@ -359,7 +359,7 @@ def coreml_weight_mismatches(model: AssistantModel, pkg: Path) -> list[str]:
     stored = coreml_weights(pkg)
     tol = lambda v: np.abs(v) * 2.0 ** -11 + 2.0 ** -24  # fp16 round-to-nearest error bound  # noqa: E731
     missing = []
-    for name, p in _cpu_copy(model).state_dict().items():
+    for name, p in cpu_weights(model).items():
         v = p.numpy()
         own = stored.get(coreml_const_name(name))
         if own is not None and own.shape == v.shape:

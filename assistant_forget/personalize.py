@@ -93,6 +93,25 @@ def joint_loss(model: nn.Module, tok: Tokenizer, texts: list[str], intents: torc
     return F.cross_entropy(intent_logits, intents) + lm_weight * lm_loss(lm_logits, ids, mask)
 
 
+def sample(rng: random.Random, rows: list, k: int) -> list:
+    """`rows` itself when it holds at most `k`, else `k` of them drawn with `rng`."""
+    return rows if len(rows) <= k else rng.sample(rows, k)
+
+
+def minibatches(rng: random.Random, examples: list, size: int, steps: int | None = None, epochs: int = 1) -> list:
+    """Shuffled passes over `examples` cut into batches of `size`: `epochs` passes, or with `steps` exactly that
+    many batches (as many passes as it takes)."""
+    if not examples:
+        return []
+    passes = epochs if steps is None else -(-steps // -(-len(examples) // size))
+    batches = []
+    for _ in range(passes):
+        order = examples[:]
+        rng.shuffle(order)
+        batches += [order[i:i + size] for i in range(0, len(order), size)]
+    return batches[:steps]
+
+
 class DayTrainer:
     """The assistant's `train_day` and `repair` callables for a `Timeline`, reading from the log store."""
 
@@ -108,24 +127,13 @@ class DayTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         model.train()
-        bs = self.cfg.batch_size
-        per_pass = -(-len(examples) // bs)
-        passes = self.cfg.epochs if steps is None else -(-steps // per_pass)
-        batches = []
-        for _ in range(passes):  # shuffled minibatches; with `steps`, exactly that many
-            order = examples[:]
-            rng.shuffle(order)
-            batches += [order[i:i + bs] for i in range(0, len(order), bs)]
-        for batch in batches[:steps]:
+        for batch in minibatches(rng, examples, self.cfg.batch_size, steps, self.cfg.epochs):
             texts = [t for t, _ in batch]
             y = torch.tensor([self.label_index[i] for _, i in batch])
             opt.zero_grad(set_to_none=True)
             joint_loss(model, self.tok, texts, y, self.cfg.lm_weight, self.max_len).backward()
             opt.step()
         model.eval()
-
-    def _sample(self, rng: random.Random, rows: list, k: int) -> list:
-        return rows if len(rows) <= k else rng.sample(rows, k)
 
     def replay_days(self, day: str, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
         """The earlier days `day` replays (drawn with `rng`), each with its utterances in canonical order."""
@@ -134,7 +142,7 @@ class DayTrainer:
         earlier: dict[str, list[tuple[str, str]]] = {}
         for u in self.store.before(day):
             earlier.setdefault(u.local_date, []).append((u.text, u.intent))
-        picked = self._sample(rng, sorted(earlier)[-self.cfg.replay_window:], self.cfg.replay_days)
+        picked = sample(rng, sorted(earlier)[-self.cfg.replay_window:], self.cfg.replay_days)
         return {d: earlier[d] for d in sorted(picked)}
 
     def train_day(self, model: nn.Module, day: str, seed: int) -> list[str]:
@@ -143,8 +151,8 @@ class DayTrainer:
         today = [(u.text, u.intent) for u in self.store.by_day(day)]
         replay = self.replay_days(day, rng)
         pool = [x for rows in replay.values() for x in rows]
-        examples = (today + self._sample(rng, pool, self.cfg.replay_personal)
-                    + self._sample(rng, self.public, self.cfg.replay_public))
+        examples = (today + sample(rng, pool, self.cfg.replay_personal)
+                    + sample(rng, self.public, self.cfg.replay_public))
         self._fit(model, examples, seed, None)
         return list(replay)
 
@@ -152,6 +160,6 @@ class DayTrainer:
         """A short fine-tune on a sample of every retained day mixed with public text (the fast tier's repair)."""
         rng = random.Random(seed ^ 0x5EED)
         retained = [(u.text, u.intent) for u in self.store.all()]
-        examples = (self._sample(rng, retained, self.cfg.repair_sample)
-                    + self._sample(rng, self.public, self.cfg.replay_public))
+        examples = (sample(rng, retained, self.cfg.repair_sample)
+                    + sample(rng, self.public, self.cfg.replay_public))
         self._fit(model, examples, seed, self.cfg.repair_steps)
