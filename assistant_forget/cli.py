@@ -164,7 +164,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     elif res.get("dry_run"):
         print(f"would forget {res['utterances']} utterance(s) on {len(res['days'])} day(s) with the "
               f"{res['mode']} tier ({len(res['trained_days'])} trained day(s), "
-              + (f"{len(res['readers'])} later day(s) whose replay read them, " if res["mode"] == "fast" else "")
+              + (f"{len(res['readers'])} later day(s) whose replay read them, {res['repair_steps']} repair steps, "
+                 if res["mode"] == "fast" else "")
               + f"{res['exact_replay_days']} day(s) to replay exactly); nothing changed")
         for day, n in res["days"].items():
             print(f"  {day}  {n:4d}")

@@ -11,7 +11,8 @@ finishes the forget (`recover`), so there is never a state where the logs are go
 holds the day with nothing pending.
 
 Tiers: `fast` subtracts the affected days' deltas, and those of the later days whose replay read an affected
-day, and repairs briefly (approximate, exact pass pending);
+day, and repairs briefly, longer when the subtracted days held many utterances (`repair_budget`; approximate,
+exact pass pending);
 `exact` rewinds to the checkpoint before the first affected day and replays; `auto` is exact when that
 replays at most AUTO_EXACT_MAX_DAYS days, else fast now with the exact pass at the next `maintain`.
 """
@@ -119,11 +120,14 @@ class Plan:
     trained: list[str]  # affected days the model has trained on
     readers: list[str]  # trained days whose replay read an affected day (the fast tier subtracts them too)
     replay_days: int  # days an exact pass would retrain
+    subtracted: int  # utterances (before the forget) of the days whose deltas the fast tier subtracts
+    repair_steps: int  # the fast tier's repair budget for them (0 for the exact tier)
 
     def summary(self) -> dict:
         return {"mode": self.mode, "utterances": len(self.ids), "days": self.days, "trained_days": self.trained,
                 "untrained_days": sorted(set(self.days) - set(self.trained)), "readers": self.readers,
-                "exact_replay_days": self.replay_days}
+                "exact_replay_days": self.replay_days, "subtracted_utterances": self.subtracted,
+                "repair_steps": self.repair_steps}
 
 
 def make_plan(eng: Engine, sel: Selector, mode: str = "auto") -> Plan:
@@ -139,15 +143,17 @@ def make_plan(eng: Engine, sel: Selector, mode: str = "auto") -> Plan:
     m = eng.manifest()
     trained = sorted(d for d in days if d in m.days)
     replay = 0
+    counts = eng.store.day_counts()
     if trained:
-        counts = eng.store.day_counts()
         gone = {d for d, n in days.items() if counts.get(d) == n}  # days with nothing left to train on
         ckpt = max((c for c in m.checkpoints if c < trained[0]), default=None)
         replay = sum(1 for d in m.days if (ckpt is None or d > ckpt) and d not in gone)
     if mode == "auto":
         mode = "exact" if replay <= AUTO_EXACT_MAX_DAYS else "fast"
     readers = eng.timeline.readers(trained, m) if trained else []
-    return Plan(mode, [u.id for u in rows], dict(sorted(days.items())), trained, readers, replay)
+    subtracted = sum(counts.get(d, 0) for d in trained + readers)
+    steps = eng.cfg.repair_budget(subtracted) if mode == "fast" and trained else 0
+    return Plan(mode, [u.id for u in rows], dict(sorted(days.items())), trained, readers, replay, subtracted, steps)
 
 
 def forget(eng: Engine, sel: Selector, mode: str = "auto", progress=None) -> dict:
@@ -155,7 +161,8 @@ def forget(eng: Engine, sel: Selector, mode: str = "auto", progress=None) -> dic
     plan = make_plan(eng, sel, mode)
     salt = receipts.new_salt()
     journal = {"format": 1, "receipt": uuid.uuid4().hex, "mode": plan.mode, "ids": plan.ids, "days": plan.days,
-               "trained": plan.trained, "readers": plan.readers, "selector": sel.public(salt),
+               "trained": plan.trained, "readers": plan.readers, "repair_steps": plan.repair_steps,
+               "selector": sel.public(salt),
                "version_before": eng.manifest().version, "requested_mode": mode, "started_utc": _now(),
                "until": eng.last_trained()}
     atomic_write_json(eng.dev.root / JOURNAL, journal)
@@ -200,7 +207,8 @@ def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dic
     if journal["mode"] == "exact":
         eng.sync(until=journal.get("until", eng.last_trained()), progress=progress)  # the horizon before the forget
     else:
-        eng.timeline.fast_forget(journal["trained"], eng.trainer.repair)
+        steps = journal.get("repair_steps")  # fixed in the journal, so a rolled-forward forget repairs the same
+        eng.timeline.fast_forget(journal["trained"], lambda model, seed: eng.trainer.repair(model, seed, steps))
     crashpoints.hit("forget.model_updated")
     t2 = time.perf_counter()
     export_version = eng.publish()
@@ -212,6 +220,7 @@ def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dic
         "requested_mode": journal["requested_mode"], "selector": journal["selector"],
         "days": journal["days"], "utterances": len(journal["ids"]), "trained_days": len(journal["trained"]),
         "reader_days": len(journal.get("readers", [])),
+        "repair_steps": journal.get("repair_steps") if journal["mode"] == "fast" else None,
         "version_before": journal["version_before"], "version_after": m.version, "export_version": export_version,
         "state": "approximate" if m.approximate else "exact", "pending_exact_from": m.pending_exact_from,
         "timings_s": {"delete": round(t1 - t0, 4), "model": round(t2 - t1, 4), "export": round(t3 - t2, 4),

@@ -46,8 +46,10 @@ class PersonalizationConfig:
     replay_window: int = 7  # ... chosen among the last this many earlier days with data
     replay_public: int = 128  # CLINC150 train utterances mixed in to keep the base's knowledge
     lm_weight: float = 0.5  # weight of the next-token loss beside the intent loss
-    repair_steps: int = 8  # steps of the fast tier's repair fine-tune on retained days
-    repair_sample: int = 128  # retained utterances the repair draws from
+    repair_steps: int = 8  # fewest steps of the fast tier's repair fine-tune on retained days ...
+    repair_per_step: int = 40  # ... one step per this many personal utterances whose training was subtracted ...
+    repair_steps_max: int = 64  # ... and at most this many (see `repair_budget`)
+    repair_sample: int = 128  # fewest retained utterances the repair draws from
     checkpoint_every: int = 7  # ledger checkpoint after every C-th trained day
     delta_dtype: str = "float16"  # ledger storage of deltas
 
@@ -55,8 +57,22 @@ class PersonalizationConfig:
         if self.personal not in PERSONAL_SETS:
             raise ValueError(f"personal={self.personal!r}: choose one of {sorted(PERSONAL_SETS)}")
         if (self.adapter_rank < 0 or self.epochs < 1 or self.batch_size < 1 or self.replay_days < 0
-                or self.replay_window < 1):
+                or self.replay_window < 1 or self.repair_steps < 0 or self.repair_per_step < 1):
             raise ValueError(f"invalid personalisation config: {self}")
+
+    def repair_budget(self, subtracted: int) -> int:
+        """Repair steps after a subtraction that removed the training of `subtracted` personal utterances.
+
+        A day with many utterances (a phrase said a thousand times) moved the model much further than a usual
+        day, and subtracting it leaves a larger gap to mend: 8 steps leave the fast model a point of intent
+        accuracy below the oracle on such days, where 27 steps close it (tools/bench_quality.py; figures in
+        docs/verification.md). A usual day, with its readers, stays at `repair_steps`.
+
+        >>> cfg = PersonalizationConfig()
+        >>> cfg.repair_budget(60), cfg.repair_budget(1066), cfg.repair_budget(10**6)
+        (8, 27, 64)
+        """
+        return max(self.repair_steps, min(self.repair_steps_max, -(-subtracted // self.repair_per_step)))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
@@ -156,10 +172,13 @@ class DayTrainer:
         self._fit(model, examples, seed, None)
         return list(replay)
 
-    def repair(self, model: nn.Module, seed: int) -> None:
-        """A short fine-tune on a sample of every retained day mixed with public text (the fast tier's repair)."""
+    def repair(self, model: nn.Module, seed: int, steps: int | None = None) -> None:
+        """The fast tier's repair: `steps` (default `repair_steps`) of fine-tuning on a sample of every retained
+        day mixed with public text. The retained sample grows with the steps so that a long repair still
+        sees each utterance about once: at least `repair_sample`, else steps x batch minus the public part."""
+        steps = self.cfg.repair_steps if steps is None else steps
         rng = random.Random(seed ^ 0x5EED)
         retained = [(u.text, u.intent) for u in self.store.all()]
-        examples = (sample(rng, retained, self.cfg.repair_sample)
-                    + sample(rng, self.public, self.cfg.replay_public))
-        self._fit(model, examples, seed, self.cfg.repair_steps)
+        n = max(self.cfg.repair_sample, steps * self.cfg.batch_size - self.cfg.replay_public)
+        examples = sample(rng, retained, n) + sample(rng, self.public, self.cfg.replay_public)
+        self._fit(model, examples, seed, steps)

@@ -128,3 +128,35 @@ def test_interrupted_forget_is_finished_on_next_open(tmp_path: Path, records: li
     assert [r["recovered"] for r in receipts.read_all(dev)] == [True]
     never = make_device(tmp_path / "never", records, keep=lambda r: day_of(r) != day)
     assert model_files(dev) == model_files(never)
+
+
+def test_a_heavy_day_gets_a_longer_repair_fixed_by_the_journal(tmp_path: Path, monkeypatch) -> None:
+    """A day said 400 times over moved the model far: its fast forget repairs longer (the plan's budget, in
+    the receipt), and a forget rolled forward after a crash repairs as its journal says."""
+    from assistant_forget import forget as forgetting
+    from assistant_forget.personalize import DayTrainer, PersonalizationConfig
+    from device_sim.canary import Canary
+
+    recs = persona_log(DAYS, canaries=(Canary("my bank pin is 3 1 4 1 5", 2, 400),))
+    days = sorted({day_of(r) for r in recs})
+    dev = make_device(tmp_path / "dev", recs)
+    calls: list[int | None] = []
+    repair = DayTrainer.repair
+    monkeypatch.setattr(DayTrainer, "repair", lambda self, model, seed, steps=None: (
+        calls.append(steps), repair(self, model, seed, steps))[1])
+    plan = api.forget(dev, date=days[2], mode="fast", dry_run=True)
+    cfg = PersonalizationConfig()
+    assert plan["subtracted_utterances"] > 400
+    assert plan["repair_steps"] == cfg.repair_budget(plan["subtracted_utterances"]) > cfg.repair_steps
+    receipt = api.forget(dev, date=days[2], mode="fast")
+    assert receipt["repair_steps"] == plan["repair_steps"] and calls == [plan["repair_steps"]]
+
+    with api.session(dev) as eng:
+        late = forgetting.make_plan(eng, forgetting.Selector("date", days[4], days[4]), "fast")
+    journal = {"format": 1, "receipt": "r2", "mode": "fast", "ids": late.ids, "days": late.days,
+               "trained": late.trained, "readers": late.readers, "repair_steps": 3,
+               "selector": {"kind": "date", "from": days[4], "to": days[4]}, "version_before": receipt["version_after"],
+               "requested_mode": "fast", "started_utc": "x"}
+    (dev / forgetting.JOURNAL).write_text(json.dumps(journal))  # ... and the process dies here
+    api.train(dev)  # any write command recovers first
+    assert calls[1:] == [3] and receipts.read_all(dev)[-1]["repair_steps"] == 3

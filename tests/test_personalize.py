@@ -84,3 +84,26 @@ def test_a_day_replays_whole_recent_days_and_the_ledger_records_which(tmp_path: 
         assert len(reads) == min(cfg.replay_days, i) and list(reads) == sorted(set(reads))
         assert set(reads) <= set(days[max(0, i - cfg.replay_window):i])  # among the last `replay_window` days
     assert len(picked) == cfg.replay_days and set(picked) <= set(days[-1 - cfg.replay_window:-1])
+
+
+def test_the_repair_sees_more_retained_utterances_when_it_runs_longer(monkeypatch) -> None:
+    """At its fewest steps the repair draws `repair_sample` retained utterances; a longer one draws about a
+    batch per step, so it does not keep revisiting the same few."""
+    from assistant_forget.base import load_base
+    from assistant_forget.personalize import DayTrainer, PersonalizationConfig
+    from assistant_forget.store import Utterance
+
+    base, cfg = load_base(), PersonalizationConfig()
+    rows = [Utterance(f"u{i}", f"text {i}", "greeting", "2026-01-01T00:00:00Z", "UTC", "2026-01-01", "sim")
+            for i in range(2000)]
+    store = type("Rows", (), {"all": lambda self: rows})()
+    trainer = DayTrainer(store, base.tokenizer, base.labels, cfg, base.config.max_len)
+    mine, seen = {u.text for u in rows}, []
+    monkeypatch.setattr(DayTrainer, "_fit", lambda self, model, ex, seed, steps: seen.append(
+        (sum(t in mine for t, _ in ex), steps)))
+    trainer.repair(None, 1)
+    trainer.repair(None, 1, steps=40)
+    trainer.repair(None, 1, steps=0)
+    assert seen == [(cfg.repair_sample, cfg.repair_steps), (40 * cfg.batch_size - cfg.replay_public, 40),
+                    (cfg.repair_sample, 0)]
+    assert cfg.repair_budget(0) == cfg.repair_steps and cfg.repair_budget(10**9) == cfg.repair_steps_max

@@ -14,8 +14,8 @@ Targets (metrics.Thresholds): |MIA AUC - oracle's| <= 0.02, LiRA AUC <= 0.55, |a
 <= 0.5 point on held-out utterances, canary exposure after the forget <= oracle + 1 bit while before it
 >= oracle + 8 bits. Per day, and pooled over all days (one attack over every forgotten and unseen
 utterance: a per-day AUC over ~20 utterances moves by ~0.1 from sampling alone). If a target is missed
-(or with --force-tradeoff), the fast forget is re-run on the first few days with other
-PersonalizationConfig.repair_steps, against the same oracle: repair steps vs gaps vs time.
+(or with --force-tradeoff), the fast forget is re-run on the first few days with a fixed number of repair
+steps instead of PersonalizationConfig.repair_budget, against the same oracle: repair steps vs gaps vs time.
 
     python tools/bench_quality.py                              # default: a quick look (30 days, 3 forgets, K=4)
     python tools/bench_quality.py --days 120 --forgets 20 --lira 16 --unseen 500 --force-tradeoff   # targets (~40 min)
@@ -61,8 +61,8 @@ def forget_once(src: Path, work: Path, day: str, canary: str, unseen: list, cfg:
     t = time.perf_counter()
     with api.session(dev) as eng:
         if repair_steps is not None:  # only the repair changes: the ledger's model id stays the device's
-            eng.trainer = DayTrainer(eng.store, eng.base.tokenizer, eng.base.labels,
-                                     replace(eng.cfg, repair_steps=repair_steps), eng.base.config.max_len)
+            eng.cfg = replace(eng.cfg, repair_steps=repair_steps, repair_steps_max=repair_steps)
+            eng.trainer = DayTrainer(eng.store, eng.base.tokenizer, eng.base.labels, eng.cfg, eng.base.config.max_len)
         receipt, ver = verify_forget(eng, Selector("date", day, day), "fast", cfg, unseen=unseen,
                                      canary=None if repair_steps is not None else canary, oracle=oracle)
         if repair_steps is not None:
@@ -75,7 +75,7 @@ def forget_once(src: Path, work: Path, day: str, canary: str, unseen: list, cfg:
            "accuracy_gap_points": 100 * abs(s["accuracy"]["unseen"]["current"] - s["accuracy"]["unseen"]["oracle"]),
            "kl": s["kl"], "exposure": s["exposure"], "forget_model_s": receipt["timings_s"]["model"],
            "forget_total_s": receipt["timings_s"]["total"], "verify_s": s["seconds"],
-           "wall_s": time.perf_counter() - t, "repair_steps": repair_steps}
+           "wall_s": time.perf_counter() - t, "repair_steps": receipt["repair_steps"]}
     if repair_steps is None:
         expo = s["exposure"]["rank_bits"]
         row["pass"] = {"mia_gap": s["mia_auc"]["gap"] <= TH.mia_auc_gap,
@@ -102,13 +102,14 @@ def pooled(vers: list) -> dict:
 
 def print_rows(rows: list[dict]) -> None:
     print(f"{'day':10} {'n':>3} {'MIA cur':>7} {'orc':>6} {'bef':>6} {'|gap|':>6} {'LiRA cur':>8} {'orc':>6} "
-          f"{'bef':>6} {'acc gap':>7} {'exp bef':>7} {'aft':>6} {'orc':>6} {'fast s':>6} {'wall s':>6}")
+          f"{'bef':>6} {'acc gap':>7} {'exp bef':>7} {'aft':>6} {'orc':>6} {'repair':>6} {'fast s':>6} {'wall s':>6}")
     for r in rows:
         m, li, e = r["mia"], r["lira"] or {}, r["exposure"]["rank_bits"]
         print(f"{r['day']:10} {r['forgotten']:3d} {m['current']:7.3f} {m['oracle']:6.3f} {m['before']:6.3f} "
               f"{m['gap']:6.3f} {li.get('current', float('nan')):8.3f} {li.get('oracle', float('nan')):6.3f} "
               f"{li.get('before', float('nan')):6.3f} {r['accuracy_gap_points']:7.2f} {e['before']:7.2f} "
-              f"{e['current']:6.2f} {e['oracle']:6.2f} {r['forget_total_s']:6.2f} {r['wall_s']:6.1f}")
+              f"{e['current']:6.2f} {e['oracle']:6.2f} {r['repair_steps']:6d} {r['forget_total_s']:6.2f} "
+              f"{r['wall_s']:6.1f}")
 
 
 def summarize(rows: list[dict], pool: dict) -> dict:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unseen", type=int, default=200,
                     help="held-out utterances of the persona (default 200; the targets: 500)")
     ap.add_argument("--candidates", type=int, default=0, help="canary candidates (default 0: all 10^5 - 1)")
-    ap.add_argument("--tradeoff", default="0,2,8,32", help="repair steps to compare (default 0,2,8,32)")
+    ap.add_argument("--tradeoff", default="0,8,16,32,64", help="repair steps to compare (default 0,8,16,32,64)")
     ap.add_argument("--tradeoff-days", type=int, default=3, help="forgotten days in the trade-off (default 3)")
     ap.add_argument("--force-tradeoff", action="store_true", help="run the trade-off even if every target is met")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
