@@ -45,7 +45,7 @@ class BaselineConfig:
 
     shards: int = 4  # SISA: contiguous time shards, one personal model (base + adapters) each
     slice_every: int = 0  # SISA: slice checkpoint after every this many days of a shard (0: retrain from its start)
-    steps: int | None = None  # NegGrad+ and fine-tune steps (None: the fast tier's repair_steps)
+    steps: int | None = None  # NegGrad+ and fine-tune steps (None: repair_steps, the fast tier's fewest)
     lr: float | None = None  # NegGrad+ and fine-tune learning rate (None: the personalisation lr)
     alpha: float = 0.5  # NegGrad+: alpha * retained loss - (1 - alpha) * forgotten loss (tuned on another persona)
 

@@ -152,7 +152,7 @@ def make_plan(eng: Engine, sel: Selector, mode: str = "auto") -> Plan:
         mode = "exact" if replay <= AUTO_EXACT_MAX_DAYS else "fast"
     readers = eng.timeline.readers(trained, m) if trained else []
     subtracted = sum(counts.get(d, 0) for d in trained + readers)
-    steps = eng.cfg.repair_budget(subtracted) if mode == "fast" and trained else 0
+    steps = eng.cfg.repair_budget(subtracted, sum(counts.values()) - len(rows)) if mode == "fast" and trained else 0
     return Plan(mode, [u.id for u in rows], dict(sorted(days.items())), trained, readers, replay, subtracted, steps)
 
 

@@ -60,19 +60,25 @@ class PersonalizationConfig:
                 or self.replay_window < 1 or self.repair_steps < 0 or self.repair_per_step < 1):
             raise ValueError(f"invalid personalisation config: {self}")
 
-    def repair_budget(self, subtracted: int) -> int:
-        """Repair steps after a subtraction that removed the training of `subtracted` personal utterances.
+    def repair_budget(self, subtracted: int, retained: int) -> int:
+        """Repair steps after a subtraction that removed the training of `subtracted` personal utterances, with
+        `retained` utterances left to repair on.
 
         A day with many utterances (a phrase said a thousand times) moved the model much further than a usual
         day, and subtracting it leaves a larger gap to mend: 8 steps leave the fast model a point of intent
         accuracy below the oracle on such days, where 27 steps close it (tools/bench_quality.py; figures in
-        docs/verification.md). A usual day, with its readers, stays at `repair_steps`.
+        docs/verification.md). A usual day, with its readers, stays at `repair_steps`. Past that floor the
+        repair makes no more passes over the retained utterances (with the public sample) than a day's
+        training makes over its own (`epochs`): a short history is not fitted over and over.
 
         >>> cfg = PersonalizationConfig()
-        >>> cfg.repair_budget(60), cfg.repair_budget(1066), cfg.repair_budget(10**6)
+        >>> cfg.repair_budget(60, 2400), cfg.repair_budget(1066, 2400), cfg.repair_budget(10**6, 2400)
         (8, 27, 64)
+        >>> cfg.repair_budget(4100, 40), cfg.repair_budget(4100, 0)
+        (11, 8)
         """
-        return max(self.repair_steps, min(self.repair_steps_max, -(-subtracted // self.repair_per_step)))
+        passes = -(-self.epochs * (retained + self.replay_public) // self.batch_size)
+        return max(self.repair_steps, min(self.repair_steps_max, passes, -(-subtracted // self.repair_per_step)))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]

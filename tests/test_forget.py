@@ -147,7 +147,8 @@ def test_a_heavy_day_gets_a_longer_repair_fixed_by_the_journal(tmp_path: Path, m
     plan = api.forget(dev, date=days[2], mode="fast", dry_run=True)
     cfg = PersonalizationConfig()
     assert plan["subtracted_utterances"] > 400
-    assert plan["repair_steps"] == cfg.repair_budget(plan["subtracted_utterances"]) > cfg.repair_steps
+    retained = len(recs) - plan["utterances"]
+    assert plan["repair_steps"] == cfg.repair_budget(plan["subtracted_utterances"], retained) > cfg.repair_steps
     receipt = api.forget(dev, date=days[2], mode="fast")
     assert receipt["repair_steps"] == plan["repair_steps"] and calls == [plan["repair_steps"]]
 

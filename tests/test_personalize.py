@@ -106,4 +106,5 @@ def test_the_repair_sees_more_retained_utterances_when_it_runs_longer(monkeypatc
     trainer.repair(None, 1, steps=0)
     assert seen == [(cfg.repair_sample, cfg.repair_steps), (40 * cfg.batch_size - cfg.replay_public, 40),
                     (cfg.repair_sample, 0)]
-    assert cfg.repair_budget(0) == cfg.repair_steps and cfg.repair_budget(10**9) == cfg.repair_steps_max
+    assert cfg.repair_budget(0, 10**6) == cfg.repair_steps and cfg.repair_budget(10**9, 10**6) == cfg.repair_steps_max
+    assert cfg.repair_budget(10**9, 0) == cfg.repair_steps  # nothing left to fit: the floor

@@ -37,7 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +48,7 @@ from assistant_forget import api, baselines, metrics
 from assistant_forget.baselines import BaselineConfig
 from assistant_forget.device import Device
 from assistant_forget.engine import Engine, open_engine
+from assistant_forget.forget import Selector, make_plan
 from assistant_forget.ledger import state_version
 from assistant_forget.oracle import Replay, exact_replay
 from assistant_forget.personalize import PersonalizationConfig
@@ -72,13 +73,17 @@ def forget_with(method: str, eng: Engine, day: str,
     """Forget `day` on `eng` (a fresh copy) with `method`: (timings, model after, oracle if method == "exact")."""
     rows = eng.store.by_day(day)  # the forgotten utterances, in memory
     horizon = eng.last_trained()
+    budget = make_plan(eng, Selector("date", day, day), "fast").repair_steps  # the fast tier's, as a forget plans it
+    if bcfg.steps is None:  # NegGrad+ and fine-tuning get the same number of steps as the fast tier's repair
+        bcfg = replace(bcfg, steps=budget)
     prep_s, ensemble = None, None
     if method == "sisa":
         prep_s, _, ensemble = timed(lambda: baselines.train_sisa(eng, bcfg))
     eng.store.delete_ids([u.id for u in rows])
     replay = exact_replay(eng, day) if method == "exact" else None
     run = {
-        "fast": lambda: (eng.timeline.fast_forget([day], eng.trainer.repair), eng.model)[1],
+        "fast": lambda: (eng.timeline.fast_forget([day], lambda m, seed: eng.trainer.repair(m, seed, budget)),
+                         eng.model)[1],
         "exact": lambda: (eng.sync(until=horizon), eng.model)[1],
         "retrain_from_base": lambda: baselines.retrain_from_base(eng),
         "sisa": lambda: baselines.sisa(eng, ensemble, [day]),
