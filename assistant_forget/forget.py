@@ -204,11 +204,11 @@ def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dic
     eng.store.delete_ids(journal["ids"])  # secure delete + WAL truncate + vacuum
     crashpoints.hit("forget.rows_deleted")
     t1 = time.perf_counter()
+    repaired = None
     if journal["mode"] == "exact":
         eng.sync(until=journal.get("until", eng.last_trained()), progress=progress)  # the horizon before the forget
-    else:
-        steps = journal.get("repair_steps")  # fixed in the journal, so a rolled-forward forget repairs the same
-        eng.timeline.fast_forget(journal["trained"], lambda model, seed: eng.trainer.repair(model, seed, steps))
+    else:  # the budget is fixed in the journal, so a rolled-forward forget repairs the same
+        repaired = fast_update(eng, journal["trained"], journal.get("repair_steps"))
     crashpoints.hit("forget.model_updated")
     t2 = time.perf_counter()
     export_version = eng.publish()
@@ -220,7 +220,7 @@ def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dic
         "requested_mode": journal["requested_mode"], "selector": journal["selector"],
         "days": journal["days"], "utterances": len(journal["ids"]), "trained_days": len(journal["trained"]),
         "reader_days": len(journal.get("readers", [])),
-        "repair_steps": journal.get("repair_steps") if journal["mode"] == "fast" else None,
+        "repair_steps": repaired, "repair_budget": journal.get("repair_steps"),
         "version_before": journal["version_before"], "version_after": m.version, "export_version": export_version,
         "state": "approximate" if m.approximate else "exact", "pending_exact_from": m.pending_exact_from,
         "timings_s": {"delete": round(t1 - t0, 4), "model": round(t2 - t1, 4), "export": round(t3 - t2, 4),
@@ -232,6 +232,19 @@ def _apply(eng: Engine, journal: dict, progress, recovered: bool = False) -> dic
     crashpoints.hit("forget.receipt_appended")
     remove_durably(eng.dev.root / JOURNAL)
     return receipt
+
+
+def fast_update(eng: Engine, trained: list[str], steps: int | None) -> int | None:
+    """The fast tier's model update: subtract the deltas of `trained` and of their readers, then repair with
+    a budget of `steps` (None: `repair_steps`). Returns the repair steps taken (None: nothing to subtract).
+
+    A budget past `repair_steps` is a ceiling: the retained loss of the model before the subtraction is
+    the mark the repair stops at once it is back there (DayTrainer.repair).
+    """
+    target = eng.trainer.retained_loss(eng.model) if steps is not None and steps > eng.cfg.repair_steps else None
+    taken: list[int] = []
+    eng.timeline.fast_forget(trained, lambda model, seed: taken.append(eng.trainer.repair(model, seed, steps, target)))
+    return taken[0] if taken else None
 
 
 def maintain(eng: Engine, progress=None) -> dict | None:

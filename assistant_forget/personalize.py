@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -81,7 +81,10 @@ class PersonalizationConfig:
         return max(self.repair_steps, min(self.repair_steps_max, passes, -(-subtracted // self.repair_per_step)))
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+        """Hash of the settings that training depends on (part of the ledger's model id). The fast tier's
+        repair settings are left out: they change no delta or checkpoint, so tuning them keeps every ledger."""
+        kept = {k: v for k, v in asdict(self).items() if not k.startswith("repair_")}
+        return hashlib.sha256(repr(sorted(kept.items())).encode()).hexdigest()[:12]
 
 
 PERSONAL_SETS = {
@@ -143,19 +146,46 @@ class DayTrainer:
         self.label_index = {name: i for i, name in enumerate(labels)}
         self.public = load_clinc()["train"] + load_clinc()["oos_train"]
 
-    def _fit(self, model: nn.Module, examples: list[tuple[str, str]], seed: int, steps: int | None) -> None:
+    def _fit(self, model: nn.Module, examples: list[tuple[str, str]], seed: int, steps: int | None,
+             done: Callable[[], bool] | None = None) -> int:
+        """AdamW over `examples` (see `minibatches`); with `done`, asked after every `repair_steps` steps
+        (the last excepted), stop early once it says so. Returns the steps taken."""
         rng = random.Random(seed)
         torch.manual_seed(seed)  # dropout
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         model.train()
-        for batch in minibatches(rng, examples, self.cfg.batch_size, steps, self.cfg.epochs):
+        batches = minibatches(rng, examples, self.cfg.batch_size, steps, self.cfg.epochs)
+        i = 0
+        for i, batch in enumerate(batches, 1):
             texts = [t for t, _ in batch]
             y = torch.tensor([self.label_index[i] for _, i in batch])
             opt.zero_grad(set_to_none=True)
             joint_loss(model, self.tok, texts, y, self.cfg.lm_weight, self.max_len).backward()
             opt.step()
+            if done is not None and i % max(self.cfg.repair_steps, 1) == 0 and i < len(batches):
+                model.eval()
+                if done():
+                    break
+                model.train()
         model.eval()
+        return i
+
+    def retained_loss(self, model: nn.Module) -> float:
+        """Mean training loss (eval mode) of `model` on `repair_sample` retained utterances, the same ones for
+        the same log: the yardstick a long repair stops at."""
+        rows = sample(random.Random(0x1055), [(u.text, u.intent) for u in self.store.all()], self.cfg.repair_sample)
+        if not rows:
+            return 0.0
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            total = sum(len(b) * joint_loss(model, self.tok, [t for t, _ in b],
+                                            torch.tensor([self.label_index[i] for _, i in b]),
+                                            self.cfg.lm_weight, self.max_len).item()
+                        for b in (rows[i:i + self.cfg.batch_size] for i in range(0, len(rows), self.cfg.batch_size)))
+        model.train(was_training)
+        return total / len(rows)
 
     def replay_days(self, day: str, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
         """The earlier days `day` replays (drawn with `rng`), each with its utterances in canonical order."""
@@ -178,13 +208,21 @@ class DayTrainer:
         self._fit(model, examples, seed, None)
         return list(replay)
 
-    def repair(self, model: nn.Module, seed: int, steps: int | None = None) -> None:
+    def repair(self, model: nn.Module, seed: int, steps: int | None = None, target: float | None = None) -> int:
         """The fast tier's repair: `steps` (default `repair_steps`) of fine-tuning on a sample of every retained
         day mixed with public text. The retained sample grows with the steps so that a long repair still
-        sees each utterance about once: at least `repair_sample`, else steps x batch minus the public part."""
+        sees each utterance about once: at least `repair_sample`, else steps x batch minus the public part.
+
+        With `target` (the `retained_loss` of the model before the subtraction), the steps past
+        `repair_steps` are a ceiling: the repair stops once the retained loss is back at or below `target`.
+        A subtraction that left the retained data fitted as well as before needs no more; one that pushed
+        the model off it (a heavy day whose influence later days had already trained against) gets as much
+        as it takes, up to `steps`. Returns the steps taken.
+        """
         steps = self.cfg.repair_steps if steps is None else steps
         rng = random.Random(seed ^ 0x5EED)
         retained = [(u.text, u.intent) for u in self.store.all()]
         n = max(self.cfg.repair_sample, steps * self.cfg.batch_size - self.cfg.replay_public)
         examples = sample(rng, retained, n) + sample(rng, self.public, self.cfg.replay_public)
-        self._fit(model, examples, seed, steps)
+        done = None if target is None else (lambda: self.retained_loss(model) <= target)
+        return self._fit(model, examples, seed, steps, done)

@@ -142,15 +142,16 @@ def test_a_heavy_day_gets_a_longer_repair_fixed_by_the_journal(tmp_path: Path, m
     dev = make_device(tmp_path / "dev", recs)
     calls: list[int | None] = []
     repair = DayTrainer.repair
-    monkeypatch.setattr(DayTrainer, "repair", lambda self, model, seed, steps=None: (
-        calls.append(steps), repair(self, model, seed, steps))[1])
+    monkeypatch.setattr(DayTrainer, "repair", lambda self, model, seed, steps=None, target=None: (
+        calls.append(steps), repair(self, model, seed, steps, target))[1])
     plan = api.forget(dev, date=days[2], mode="fast", dry_run=True)
     cfg = PersonalizationConfig()
     assert plan["subtracted_utterances"] > 400
     retained = len(recs) - plan["utterances"]
     assert plan["repair_steps"] == cfg.repair_budget(plan["subtracted_utterances"], retained) > cfg.repair_steps
     receipt = api.forget(dev, date=days[2], mode="fast")
-    assert receipt["repair_steps"] == plan["repair_steps"] and calls == [plan["repair_steps"]]
+    assert receipt["repair_budget"] == plan["repair_steps"] and calls == [plan["repair_steps"]]
+    assert cfg.repair_steps <= receipt["repair_steps"] <= plan["repair_steps"]
 
     with api.session(dev) as eng:
         late = forgetting.make_plan(eng, forgetting.Selector("date", days[4], days[4]), "fast")

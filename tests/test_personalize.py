@@ -99,7 +99,7 @@ def test_the_repair_sees_more_retained_utterances_when_it_runs_longer(monkeypatc
     store = type("Rows", (), {"all": lambda self: rows})()
     trainer = DayTrainer(store, base.tokenizer, base.labels, cfg, base.config.max_len)
     mine, seen = {u.text for u in rows}, []
-    monkeypatch.setattr(DayTrainer, "_fit", lambda self, model, ex, seed, steps: seen.append(
+    monkeypatch.setattr(DayTrainer, "_fit", lambda self, model, ex, seed, steps, done: seen.append(
         (sum(t in mine for t, _ in ex), steps)))
     trainer.repair(None, 1)
     trainer.repair(None, 1, steps=40)
@@ -108,3 +108,19 @@ def test_the_repair_sees_more_retained_utterances_when_it_runs_longer(monkeypatc
                     (cfg.repair_sample, 0)]
     assert cfg.repair_budget(0, 10**6) == cfg.repair_steps and cfg.repair_budget(10**9, 10**6) == cfg.repair_steps_max
     assert cfg.repair_budget(10**9, 0) == cfg.repair_steps  # nothing left to fit: the floor
+
+
+def test_a_long_repair_stops_once_the_retained_loss_is_back(tmp_path: Path) -> None:
+    """Past `repair_steps` the budget is a ceiling: the repair stops, checked every `repair_steps` steps,
+    once the retained loss is at or below the mark; without a mark it runs the whole budget."""
+    dev = make_device(tmp_path / "dev", persona_log(4))
+    with api.session(dev) as eng:
+        state = {k: v.clone() for k, v in eng.model.state_dict().items()}
+        n = eng.cfg.repair_steps
+        taken = []
+        for target in (None, float("-inf"), float("inf")):
+            eng.model.load_state_dict(state)
+            taken.append(eng.trainer.repair(eng.model, 7, 3 * n, target))
+        before = eng.trainer.retained_loss(eng.model)
+        assert before == eng.trainer.retained_loss(eng.model) and before > 0  # the same sample every time
+    assert taken == [3 * n, 3 * n, n]

@@ -48,7 +48,7 @@ from assistant_forget import api, baselines, metrics
 from assistant_forget.baselines import BaselineConfig
 from assistant_forget.device import Device
 from assistant_forget.engine import Engine, open_engine
-from assistant_forget.forget import Selector, make_plan
+from assistant_forget.forget import Selector, fast_update, make_plan
 from assistant_forget.ledger import state_version
 from assistant_forget.oracle import Replay, exact_replay
 from assistant_forget.personalize import PersonalizationConfig
@@ -82,8 +82,7 @@ def forget_with(method: str, eng: Engine, day: str,
     eng.store.delete_ids([u.id for u in rows])
     replay = exact_replay(eng, day) if method == "exact" else None
     run = {
-        "fast": lambda: (eng.timeline.fast_forget([day], lambda m, seed: eng.trainer.repair(m, seed, budget)),
-                         eng.model)[1],
+        "fast": lambda: (fast_update(eng, [day], budget), eng.model)[1],
         "exact": lambda: (eng.sync(until=horizon), eng.model)[1],
         "retrain_from_base": lambda: baselines.retrain_from_base(eng),
         "sisa": lambda: baselines.sisa(eng, ensemble, [day]),
