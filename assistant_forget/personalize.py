@@ -156,25 +156,28 @@ class DayTrainer:
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         model.train()
         batches = minibatches(rng, examples, self.cfg.batch_size, steps, self.cfg.epochs)
-        i = 0
-        for i, batch in enumerate(batches, 1):
+        taken = 0
+        for taken, batch in enumerate(batches, 1):
             texts = [t for t, _ in batch]
             y = torch.tensor([self.label_index[i] for _, i in batch])
             opt.zero_grad(set_to_none=True)
             joint_loss(model, self.tok, texts, y, self.cfg.lm_weight, self.max_len).backward()
             opt.step()
-            if done is not None and i % max(self.cfg.repair_steps, 1) == 0 and i < len(batches):
+            if done is not None and taken % max(self.cfg.repair_steps, 1) == 0 and taken < len(batches):
                 model.eval()
                 if done():
                     break
                 model.train()
         model.eval()
-        return i
+        return taken
 
-    def retained_loss(self, model: nn.Module) -> float:
+    def retained_loss(self, model: nn.Module, retained: list[tuple[str, str]] | None = None) -> float:
         """Mean training loss (eval mode) of `model` on `repair_sample` retained utterances, the same ones for
-        the same log: the yardstick a long repair stops at."""
-        rows = sample(random.Random(0x1055), [(u.text, u.intent) for u in self.store.all()], self.cfg.repair_sample)
+        the same log: the yardstick a long repair stops at. `retained`: the store's (text, intent) pairs in
+        canonical order, when the caller has them already."""
+        if retained is None:
+            retained = [(u.text, u.intent) for u in self.store.all()]
+        rows = sample(random.Random(0x1055), retained, self.cfg.repair_sample)
         if not rows:
             return 0.0
         was_training = model.training
@@ -224,5 +227,5 @@ class DayTrainer:
         retained = [(u.text, u.intent) for u in self.store.all()]
         n = max(self.cfg.repair_sample, steps * self.cfg.batch_size - self.cfg.replay_public)
         examples = sample(rng, retained, n) + sample(rng, self.public, self.cfg.replay_public)
-        done = None if target is None else (lambda: self.retained_loss(model) <= target)
+        done = None if target is None else (lambda: self.retained_loss(model, retained) <= target)
         return self._fit(model, examples, seed, steps, done)

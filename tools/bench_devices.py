@@ -1,7 +1,8 @@
 """Synthetic devices for the quality benchmarks: a persona's trained device, drawn days, planted canaries.
 
-Shared by tools/bench_quality.py and tools/bench_baselines.py (they run as scripts, so this folder is on
-their import path): the same persona, days and canaries give both the same devices to forget from.
+Shared by tools/bench_quality.py, tools/bench_baselines.py and tools/bench_forget.py (they run as scripts,
+so this folder is on their import path): the same persona, days and canaries give them the same devices to
+forget from.
 """
 
 from __future__ import annotations
@@ -22,16 +23,22 @@ from device_sim.persona import make_persona
 START = date(2025, 1, 1)  # first simulated day (365 days end within 2025)
 
 
-def build(root: Path, days: int, seed: int, mean: float, forgets: int, tag: str) -> list[str]:
-    """The trained device (no canary) of persona `seed`; returns `forgets` days drawn with the seed `tag:seed`."""
+def make_device(root: Path, days: int, seed: int, mean: float) -> tuple[int, float]:
+    """A trained device at `root` with `days` days of persona `seed` from START; (utterances, training s)."""
     recs = generate_days(make_persona(seed), START, days, seed, mean_per_day=mean, travel=True)
-    src = root.parent / "log.jsonl"
+    src = root.parent / f"{root.name}.jsonl"
     write_jsonl(recs, src)
     import_jsonl(root, src, seed=seed)
     src.unlink()
     t = time.perf_counter()
     api.train(root)
-    print(f"trained {days} days ({len(recs)} utterances) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return len(recs), time.perf_counter() - t
+
+
+def build(root: Path, days: int, seed: int, mean: float, forgets: int, tag: str) -> list[str]:
+    """The trained device (no canary) of persona `seed`; returns `forgets` days drawn with the seed `tag:seed`."""
+    n, train_s = make_device(root, days, seed, mean)
+    print(f"trained {days} days ({n} utterances) in {train_s:.1f} s", file=sys.stderr)
     picks = sorted(random.Random(f"{tag}:{seed}").sample(range(days), forgets))
     return [(START + timedelta(days=k)).isoformat() for k in picks]
 

@@ -23,28 +23,11 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 from assistant_forget import api
-from assistant_forget.importer import import_jsonl
 from assistant_forget.ledger import Ledger
-from device_sim.generator import generate_days, write_jsonl
-from device_sim.persona import make_persona
-
-START = date(2025, 1, 1)  # a year that is over: forget refuses future dates
-
-
-def build_device(root: Path, days: int, seed: int, mean: float) -> float:
-    """A trained device with `days` days of a persona; returns the training wall time."""
-    recs = generate_days(make_persona(seed), START, days, seed, mean_per_day=mean, travel=True)
-    src = root.parent / f"{root.name}.jsonl"
-    write_jsonl(recs, src)
-    import_jsonl(root, src, seed=seed)
-    src.unlink()
-    t = time.perf_counter()
-    api.train(root)
-    return time.perf_counter() - t
+from bench_devices import make_device
 
 
 def timed(fn) -> tuple[float, float, object]:
@@ -67,7 +50,7 @@ def retrain_from_base(dev: Path, day: str) -> None:
 
 def bench_history(work: Path, days: int, seed: int, mean: float, repeats: int, retrain_all: bool) -> list[dict]:
     src = work / f"h{days}"
-    train_s = build_device(src, days, seed, mean)
+    train_s = make_device(src, days, seed, mean)[1]
     trained = sorted(Ledger(src / "ledger").load_manifest().days)
     picks = {"early": trained[len(trained) // 10], "middle": trained[len(trained) // 2], "recent": trained[-2]}
     rows = []
