@@ -97,7 +97,10 @@ def forget(root: Path, *, date: str | None = None, start: str | None = None, end
     if dry_run:
         dev = Device.open(root)
         with LogStore(dev.store_path, readonly=True) as store:
-            return {"dry_run": True, **forgetting.make_plan(open_engine(dev, store), sel, mode).summary()}
+            plan = forgetting.make_plan(open_engine(dev, store), sel, mode)
+            shown = ({"matched": [{"id": u.id, "day": u.local_date, "text": u.text} for u in sel.match(store)]}
+                     if sel.kind in ("contains", "utterance") else {})  # what a phrase or ids matched, before it goes
+            return {"dry_run": True, **plan.summary(), **shown}
     with session(root, progress) as eng:
         return forgetting.forget(eng, sel, mode, progress)
 

@@ -1,15 +1,36 @@
 """The `assistant-forget` command line: each command parses its arguments, calls one library function, prints.
 
-Errors from the library (`ForgetError`) become a one-line message on stderr and the error's exit code.
+Every failure is ONE line on stderr, starting with "error: ", and a documented exit code, never a traceback:
+
+    0    success (`verify`: every check passed)
+    1    `verify`: a check failed
+    2    bad input (ForgetError, BadInput, a bad argument), or the file system refused (OSError: the message
+         names the file when known, else the command and the device directory)
+    3    no such device          4  corrupt or tampered file (named)
+    5    nothing matched         6  device busy
+    70   internal error: an unexpected exception, i.e. a bug (EX_SOFTWARE of sysexits.h); set
+         ASSISTANT_FORGET_DEBUG=1 to see the traceback
+    130  interrupted (Ctrl-C)
+    141  stdout or stderr was closed early (`status | head -1`): exits quietly, as when a Unix tool is killed
+         by SIGPIPE (128 + 13). SIGPIPE itself stays ignored (Python's default), so a closed pipe never kills a
+         command halfway through a write; the command stops at its next output instead.
+
+stdout and stderr are written as UTF-8 whatever the locale (LC_ALL=C included), with characters that cannot
+be written escaped, so printing non-ASCII text never fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
+import io
 import json
+import os
 import sys
+import unicodedata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from .errors import ForgetError
 
@@ -33,6 +54,15 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
 
 def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _printable(text: str) -> str:
+    r"""`text` on one terminal line: control, format (invisible) and line-separator characters as \uXXXX.
+
+    >>> _printable("dr\u200balvarez\n\x1b[31m")
+    'dr\\u200balvarez\\u000a\\u001b[31m'
+    """
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -169,6 +199,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
               + f"{res['exact_replay_days']} day(s) to replay exactly); nothing changed")
         for day, n in res["days"].items():
             print(f"  {day}  {n:4d}")
+        matched = res.get("matched")
+        if matched:
+            print(f"matched ({len(matched)}):")
+            for m in matched:
+                print(f"  {m.get('day', '')}  {m.get('id', '')}  {_printable(str(m.get('text', '')))}")
     else:
         print(f"forgot {res['utterances']} utterance(s) on {len(res['days'])} day(s) [{res['tier']}]; "
               f"model {res['version_before']} -> {res['version_after']} ({res['state']}); "
@@ -276,8 +311,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # -- entry point ----------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors: 'error: MESSAGE (see PROG --help)', exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        _say(f"error: {message} (see `{self.prog} --help`)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="assistant-forget",
         description="Let an on-device assistant forget a day, a range, an utterance or a person, and prove it.",
     )
@@ -289,21 +332,112 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERNAL_ERROR = 70  # exit code of an unexpected exception (EX_SOFTWARE): a bug, reported in one line
+BROKEN_PIPE = 141  # exit code when stdout/stderr is closed early: 128 + SIGPIPE, what a shell shows for `yes | head`
+DEBUG_ENV = "ASSISTANT_FORGET_DEBUG"  # set to 1 to get the traceback of an internal error
+
+
+def _one_line(message: str) -> str:
+    """A message on one line: its lines joined with '; ' (a last resort: messages are written as one line)."""
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _say(line: str) -> None:
+    """Write one line to stderr; a closed stderr is ignored (there is nobody left to tell)."""
+    try:
+        print(_one_line(line), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+STDIO_ERRORS = "assistant-forget-escape"  # codec error handler of stdout/stderr (see _escape)
+
+
+def _escape(e: UnicodeError) -> tuple[bytes, int]:
+    r"""Encoding error handler: a byte that came in undecodable (a surrogate escape, e.g. in a path given under a
+    C locale) goes out as that byte again; anything else that cannot be encoded (a lone surrogate) as \uXXXX.
+
+    >>> "d\udcc3\udca9v \ud83d".encode("utf-8", STDIO_ERRORS)
+    b'd\xc3\xa9v \\ud83d'
+    """
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    chunk = e.object[e.start:e.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF else
+                    c.encode("ascii", "backslashreplace") for c in chunk), e.end
+
+
+codecs.register_error(STDIO_ERRORS, _escape)
+
+
+def _utf8_stdio() -> None:
+    """Make stdout and stderr write UTF-8 whatever the locale (LC_ALL=C included), never failing on a character."""
+    for stream in (sys.stdout, sys.stderr):
+        if not isinstance(stream, io.TextIOWrapper):
+            continue
+        try:
+            if (stream.encoding or "").lower().replace("-", "").replace("_", "") != "utf8":
+                stream.reconfigure(encoding="utf-8", errors=STDIO_ERRORS)
+            elif stream.errors == "strict":
+                stream.reconfigure(errors=STDIO_ERRORS)
+        except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+            pass
+
+
+def _quiet_broken_pipe() -> int:
+    """After EPIPE: point stdout at /dev/null so the interpreter's final flush cannot complain; exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+    return BROKEN_PIPE
+
+
+def _os_error_message(e: OSError, args: argparse.Namespace) -> str:
+    """One line for a refusal of the file system: the file (else the command and device directory) and why."""
+    reason = e.strerror or str(e) or type(e).__name__
+    device = getattr(args, "device", None)
+    files = [str(f) for f in (e.filename, getattr(e, "filename2", None)) if f not in (None, "")]
+    where = " -> ".join(files) if files else (f"{args.command} in {device}" if device else str(args.command))
+    if e.errno == errno.ENOSPC or e.errno == getattr(errno, "EDQUOT", None):
+        hint = f"free space on the file system holding {device or where} and run the command again"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "make the device directory and its files writable (or use a read-only command) and run again"
+    else:
+        hint = "check the device directory's files, permissions and free space"
+    return f"error: {where}: {reason}; {hint} (an interrupted forget is finished by the next write command)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    _utf8_stdio()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `status | head -1`: the reader left; say nothing, like a Unix tool
+        return _quiet_broken_pipe()
     except ForgetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}" if str(e) else f"error: {type(e).__name__}")
         return e.exit_code
     except OSError as e:  # the file system refused: permissions, a file where a directory belongs, a full disk
-        print(f"error: {e.filename or ''}: {e.strerror or e}; check the device directory's files, permissions "
-              "and free space", file=sys.stderr)
+        _say(_os_error_message(e, args))
         return ForgetError.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
+    except Exception as e:  # noqa: BLE001 - the last resort: a bug must not show a user a traceback
+        if os.environ.get(DEBUG_ENV):
+            import traceback
+
+            traceback.print_exc()
+        first = (str(e).splitlines() or [""])[0][:200]
+        _say(f"error: internal error ({type(e).__name__}{': ' + first if first else ''}); this is a bug in "
+             f"assistant-forget: please report it with the command you ran (set {DEBUG_ENV}=1 to see the traceback)")
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

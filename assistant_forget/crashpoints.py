@@ -34,7 +34,8 @@ POINTS: dict[str, str] = {  # name -> the window it opens (what is on disk when 
     "store.rows_deleted": "the delete transaction committed, the WAL not yet checkpointed nor the file vacuumed",
     "store.wal_checkpointed": "the WAL was checkpointed and truncated, VACUUM not yet run",
     "publish.version_built": "a complete export sits in a temp directory, not yet renamed into place",
-    "publish.old_moved_aside": "an incomplete copy of the same version was moved aside, the new one not yet in place",
+    "publish.exchanged": "the new copy of a version was exchanged with the old one (the live path holds the new "
+                         "one), the old copy not yet deleted",
     "publish.version_renamed": "the new version directory is in place, CURRENT still names the old one",
     "publish.current_swapped": "CURRENT names the new version, old versions not yet deleted",
     "forget.journal_written": "the forget journal is durable, nothing deleted yet",
@@ -43,6 +44,9 @@ POINTS: dict[str, str] = {  # name -> the window it opens (what is on disk when 
     "forget.exported": "the new export is live, no receipt yet",
     "forget.receipt_appended": "the receipt is written, the journal not yet removed",
     "forget.exact_pass_synced": "maintain finished the exact replay, the export is still the approximate one",
+    "forget.exact_pass_journaled": "maintain recorded its pending receipt, the exact replay not yet run",
+    "forget.exact_pass_receipt": "maintain appended its receipt, its journal not yet removed",
+    "verify.copy_made": "a what-if verification copied the device into its work directory, nothing measured yet",
 }
 
 _at: str | None = None  # armed point, or None

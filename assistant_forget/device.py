@@ -18,11 +18,34 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import BadInput, DeviceBusy, DeviceNotFound, ForgetError
+from .errors import BadInput, CorruptFile, DeviceBusy, DeviceNotFound, ForgetError
 from .fsio import atomic_write_json
 
 FORMAT_VERSION = 1
 DEFAULT_SEED = 0  # the seed a device gets when `--seed` is not given
+
+
+def valid_seed(seed: object) -> bool:
+    """A device seed is an integer in [0, 2**63) (not a bool, not a float that happens to be whole).
+
+    >>> [valid_seed(s) for s in (0, 7, -5, 1.5, 1.0, True, "3", None, 2**63)]
+    [True, True, False, False, False, False, False, False, False]
+    """
+    return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63
+
+
+def refuse_links(root: Path) -> None:
+    """CorruptFile if anything inside the device directory is a symbolic link.
+
+    The library writes and purges files inside the directory only; a planted link would make it write the
+    receipts, or read a log, somewhere else, and a purge would miss what lies behind it.
+    """
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            if p.is_symlink():
+                raise CorruptFile(f"{p} is a symbolic link; a device directory holds only its own files and "
+                                  "folders: remove the link (nothing was changed)")
 
 
 class Device:
@@ -50,7 +73,7 @@ class Device:
     def create(cls, root: Path, seed: int = DEFAULT_SEED) -> "Device":
         """Create a new device directory with `seed`. Refuses to overwrite an existing device."""
         root = Path(root)
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        if not valid_seed(seed):
             raise BadInput(f"seed must be an integer in [0, 2**63), got {seed!r}")
         if (root / "device.json").exists():
             raise BadInput(f"{root} is already a device directory; open it instead of creating it")
@@ -70,14 +93,19 @@ class Device:
                                  f"`assistant-forget import FILE --device {root}`)")
         if not meta.is_file():
             raise DeviceNotFound(f"{root}: not a device directory (device.json is missing)")
+        refuse_links(root)
         try:
-            info = json.loads(meta.read_text())
+            info = json.loads(meta.read_text(encoding="utf-8"))
             fmt, seed = info["format"], info["seed"]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DeviceNotFound(f"{meta}: unreadable device metadata ({e})") from None
-        if fmt != FORMAT_VERSION:
-            raise DeviceNotFound(f"{meta}: device format {fmt} is not supported (this version reads {FORMAT_VERSION})")
-        return cls(root, int(seed))
+            raise CorruptFile(f"{meta}: unreadable device metadata ({e}); it must be a JSON object with an "
+                              "integer format and seed") from None
+        if fmt != FORMAT_VERSION or isinstance(fmt, bool):
+            raise CorruptFile(f"{meta}: device format {fmt!r} is not supported (this version reads {FORMAT_VERSION})")
+        if not valid_seed(seed):
+            raise CorruptFile(f"{meta}: seed {seed!r} is not an integer in [0, 2**63); the seed is fixed at "
+                              "creation: restore device.json or recreate the device")
+        return cls(root, seed)
 
     @classmethod
     def open_or_create(cls, root: Path, seed: int | None = None) -> "Device":

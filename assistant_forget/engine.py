@@ -18,6 +18,7 @@ from .model import AssistantModel
 from .personalize import DayTrainer, PersonalizationConfig, fingerprint_day, personal_parameters
 from .store import LogStore
 from .timeline import Progress, SyncPlan, Timeline
+from .tombstones import LedgerBinding
 
 DEFAULT_FORMATS = ("onnx",)
 
@@ -94,7 +95,7 @@ def open_engine(dev: Device, store: LogStore, cfg: PersonalizationConfig | None 
     trainer = DayTrainer(store, base.tokenizer, base.labels, cfg, base.config.max_len)
     model_id = f"{base.checksums['model.safetensors'][:12]}-{cfg.fingerprint()}"
     timeline = Timeline(
-        Ledger(dev.root / "ledger"), model, personal_parameters(model, cfg),
+        Ledger(dev.root / "ledger", binding=LedgerBinding(dev.root)), model, personal_parameters(model, cfg),
         trainer.train_day, lambda day: fingerprint_day(store.by_day(day)),
         seed=dev.seed, model_id=model_id, checkpoint_every=cfg.checkpoint_every, delta_dtype=cfg.delta_dtype,
     )

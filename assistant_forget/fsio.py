@@ -90,11 +90,47 @@ def remove_durably(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def clean_temp_files(root: Path) -> list[Path]:
-    """Delete leftover temp files (from an interrupted atomic write) anywhere under `root`."""
+def clean_temp_files(root: Path, skip: str | None = None) -> list[Path]:
+    """Delete leftover temp files (from an interrupted atomic write) anywhere under `root`, except under
+    its folder `skip` (another process's working copies, which clean themselves)."""
     removed = []
     for p in Path(root).rglob(f"{TMP_PREFIX}*"):
+        if skip is not None and p.relative_to(root).parts[0] == skip:
+            continue
         if p.is_file():
             p.unlink()
             removed.append(p)
     return removed
+
+
+def check_writable(files: list[Path] = (), dirs: list[Path] = ()) -> None:
+    """Refuse, before anything changes, files and folders a command will have to write but could not.
+
+    Each file in `files` must be absent or a regular file this process can open for writing (an immutable
+    file fails here even for root; nothing is truncated); each folder in `dirs` that exists must take a new
+    file (a probe is created and removed). Raises CorruptFile for something of the wrong type, ForgetError
+    for something unwritable; the message names it and says that nothing was changed.
+    """
+    from .errors import CorruptFile, ForgetError
+
+    unchanged = "nothing was changed"
+    for path in map(Path, files):
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise CorruptFile(f"{path} is not a regular file; move it away ({unchanged})")
+        if path.exists():
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            except OSError as e:
+                raise ForgetError(f"{path} cannot be written ({e.strerror}); make it writable and run again "
+                                  f"({unchanged})") from None
+    for folder in map(Path, dirs):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise CorruptFile(f"{folder} is not a directory; move it away ({unchanged})")
+        if folder.is_dir():
+            probe = folder / f"{TMP_PREFIX}probe.{os.getpid()}"
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.unlink(probe)
+            except OSError as e:
+                raise ForgetError(f"{folder} does not take new files ({e.strerror}); make it writable and run "
+                                  f"again ({unchanged})") from None

@@ -10,13 +10,19 @@ same utc, tz and text. Two devices importing the same lines therefore get the sa
 
 Importing the same lines twice is refused: their ids (given or derived) are already in the log, so the
 second import names those lines, stores nothing and leaves the device directory exactly as it was. The same
-holds for any bad line: the device is not even created when the input is bad.
+holds for any bad line: the device is not even created when the input is bad. A line whose local date is later
+than the latest date anywhere on Earth now is refused (the bound `forget --date` uses), and so is a line on a
+day this device forgot whole (tombstones.py).
+
+Every problem is reported in ONE line (the CLI's promise): a count, then the first MAX_REPORTED problems,
+each as "line N: field 'f': what is wrong", separated by "; ".
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +32,12 @@ from .device import Device
 from .errors import BadInput
 from .localtime import localize, parse_timestamp, zone
 from .store import LogStore
-from .utterance import Utterance, id_problem, intent_problem, source_problem, text_problem
+from .utterance import Utterance, future_date_problem, id_problem, intent_problem, source_problem, text_problem
 
 REQUIRED = ("text", "intent", "timestamp", "tz")  # fields every line must have
 OPTIONAL = ("id", "source")  # fields a line may have
 DEFAULT_SOURCE = "import"  # source of lines that do not name one
-MAX_REPORTED = 20  # problems listed in one error message; the rest are counted
+MAX_REPORTED = 10  # problems listed in the one-line error message; the rest are counted
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
                type(None): "null"}
@@ -79,9 +85,9 @@ def _check_line(raw: str) -> tuple[Utterance | None, list[str]]:
     except _DuplicateKey as e:
         return None, [f"field {e.key!r}: appears more than once"]
     except json.JSONDecodeError as e:
-        return None, [f"not valid JSON ({e.msg} at column {e.colno})"]
+        return None, [_json_problem(e)]
     except RecursionError:
-        return None, ["not valid JSON (nested too deeply)"]
+        return None, ["not valid JSON: nested too deeply"]
     if not isinstance(obj, dict):
         return None, [f"expected a JSON object with fields {', '.join(REQUIRED)}, got a JSON {_JSON_TYPES[type(obj)]}"]
     problems = [f"field {f!r}: missing (required fields: {', '.join(REQUIRED)})" for f in REQUIRED if f not in obj]
@@ -109,10 +115,28 @@ def _check_line(raw: str) -> tuple[Utterance | None, list[str]]:
                 capture = localize(strings["timestamp"], strings["tz"])
             except BadInput as e:
                 problems.append(f"field 'timestamp': {e}")
+            else:
+                future = future_date_problem(capture.local_date)
+                if future:
+                    problems.append(f"field 'timestamp': {future}")
+                    capture = None
     if problems or capture is None:
         return None, problems
     return Utterance(id=strings.get("id", ""), text=strings["text"], intent=strings["intent"], utc=capture.utc,
                      tz=capture.tz, local_date=capture.local_date, source=strings.get("source", DEFAULT_SOURCE)), []
+
+
+def _json_problem(e: json.JSONDecodeError) -> str:
+    """A JSON syntax error in words: 'not valid JSON: invalid control character at column 12'.
+
+    >>> try:
+    ...     json.loads('{"text": "a' + chr(9) + 'b"}')
+    ... except json.JSONDecodeError as e:
+    ...     _json_problem(e)
+    'not valid JSON: invalid control character at column 12'
+    """
+    msg = e.msg.removesuffix(" at").rstrip(": ")  # json's messages end in "at" before the position
+    return f"not valid JSON: {msg[:1].lower()}{msg[1:]} at column {e.colno}"
 
 
 def _validate(lines: Iterable[str]) -> list[tuple[int, Utterance]]:
@@ -146,13 +170,16 @@ def _validate(lines: Iterable[str]) -> list[tuple[int, Utterance]]:
 
 
 def _report(errors: list[tuple[int, str]]) -> str:
-    """One message for many bad lines: a count, then the first MAX_REPORTED of them."""
+    """One line for many bad lines: a count, then the first MAX_REPORTED problems.
+
+    >>> print(_report([(1, "field 'tz': missing"), (4, "not valid JSON: extra data at column 3")]))
+    ... # doctest: +ELLIPSIS
+    2 problem(s) on 2 line(s); nothing was imported: line 1: field 'tz': missing; line 4: not valid JSON: ...
+    """
     lines = len({lineno for lineno, _ in errors})
-    head = f"{len(errors)} problem(s) on {lines} line(s); nothing was imported. Fix them and run again:"
-    body = [f"  line {lineno}: {p}" for lineno, p in errors[:MAX_REPORTED]]
-    if len(errors) > MAX_REPORTED:
-        body.append(f"  ... and {len(errors) - MAX_REPORTED} more")
-    return "\n".join([head] + body)
+    body = "; ".join(f"line {lineno}: {' '.join(p.split())}" for lineno, p in errors[:MAX_REPORTED])
+    more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
+    return f"{len(errors)} problem(s) on {lines} line(s); nothing was imported: {body}{more}"
 
 
 def validate_lines(lines: Iterable[str]) -> list[Utterance]:
@@ -193,11 +220,32 @@ def import_jsonl(device_root: Path, path: Path, seed: int | None = None) -> Impo
     existed = (root / "device.json").is_file()
     if existed:
         _refuse_known_ids(Device.open_or_create(root, seed), numbered, path)  # also refuses a different seed
-    device = Device.open_or_create(root, seed)
-    with device.locked(), LogStore(device.store_path) as store:
-        store.add(u for _, u in numbered)
+    before = set(root.iterdir()) if root.is_dir() else None  # None: this import creates the directory
+    try:
+        device = Device.open_or_create(root, seed)
+        with device.locked(), LogStore(device.store_path) as store:
+            from . import tombstones
+
+            tombstones.admit_rows(device.root, [(u.id, u.local_date) for _, u in numbered])
+            store.add(u for _, u in numbered)
+    except BaseException:
+        if not existed:  # a disk that filled up, a refusal: leave no half-created device behind
+            _remove_created(root, before)
+        raise
     return ImportResult(device=device.root, created=not existed, utterances=len(numbered),
                         days=len({u.local_date for _, u in numbered}))
+
+
+def _remove_created(root: Path, before: set[Path] | None) -> None:
+    """Undo a device creation that failed: remove `root` if this import made it, else only what it added."""
+    if before is None:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for p in set(root.iterdir()) - before if root.is_dir() else ():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _refuse_known_ids(device: Device, numbered: list[tuple[int, Utterance]], path: Path) -> None:

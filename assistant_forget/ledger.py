@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -89,12 +90,21 @@ def all_refs(m: Manifest) -> list[FileRef]:
     return [r for r in refs if r is not None]
 
 
+class Binding(Protocol):
+    """Told before and after a manifest commit, with the digests of the old (None: none) and new manifest."""
+
+    def before_commit(self, old: str | None, new: str) -> None: ...
+
+    def after_commit(self, new: str) -> None: ...
+
+
 class Ledger:
     """Reads and writes one device's ledger directory. Not thread-safe; hold the device lock to write."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, binding: "Binding | None" = None) -> None:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
+        self.binding = binding  # told around every manifest commit (the device binds its ledger to itself)
         self._checked: tuple[bytes, dict] | None = None  # last manifest bytes whose seal and format checked out
 
     # -- manifest -----------------------------------------------------------------------------
@@ -119,11 +129,25 @@ class Ledger:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise CorruptFile(f"{self.manifest_path}: unreadable ledger manifest ({e}); {REBUILD}") from None
 
+    def digest(self) -> str | None:
+        """SHA-256 of the committed manifest's bytes (None when there is none): what a device binds to."""
+        try:
+            return sha256_bytes(self.manifest_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise CorruptFile(f"{self.manifest_path}: unreadable ledger manifest ({e.strerror}); {REBUILD}") from None
+
     def commit(self, m: Manifest) -> None:
         """Atomically replace the manifest, then remove files it no longer references."""
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.manifest_path, sealed_json_bytes(m.to_json()))
+        data = sealed_json_bytes(m.to_json())
+        if self.binding is not None:
+            self.binding.before_commit(self.digest(), sha256_bytes(data))
+        atomic_write_bytes(self.manifest_path, data)
         crashpoints.hit("ledger.manifest_replaced")
+        if self.binding is not None:
+            self.binding.after_commit(sha256_bytes(data))
         self.collect_garbage(m)
 
     # -- tensor files -------------------------------------------------------------------------

@@ -231,3 +231,16 @@ def parse_date_range(start: str | date, end: str | date) -> tuple[date, date]:
     if first > last:
         raise BadInput(f"date range {first} .. {last} is empty: the start is after the end")
     return first, last
+
+
+def latest_local_date(now: datetime | None = None) -> date:
+    """The latest calendar date anywhere on Earth at `now` (default: this instant): the local date at UTC+14.
+
+    No utterance can have been spoken on a later local day, whatever the user's zone, so this one bound
+    is what import accepts and what `forget` may name: a user east of UTC can forget their own today.
+
+    >>> latest_local_date(datetime(2026, 3, 3, 10, 0, tzinfo=timezone.utc))
+    datetime.date(2026, 3, 4)
+    """
+    now = now or datetime.now(timezone.utc)
+    return (now.astimezone(timezone.utc) + MAX_OFFSET).date()

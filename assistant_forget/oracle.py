@@ -1,10 +1,11 @@
 """Reference models for verification: the oracle, and LiRA's shadow models. Nothing here writes to the device.
 
 Oracle: the model of a device that never saw the forgotten data. The exact tier computes it (DESIGN
-invariant 2), so `exact_replay` runs the exact pass on a copy of the ledger in a temporary directory
-outside the device directory, training from the device's store (the forgotten rows are already deleted,
-so the oracle never sees them, and nothing forgotten is written anywhere). On the way it passes the
-state just before the first forgotten day, which the shadow models start from.
+invariant 2), so `exact_replay` runs the exact pass on a copy of the ledger in a work directory inside
+the device directory (DIR/.work/oracle-*, workdir.py: removed when the replay ends, and by the next
+recovery or forget if the process dies), training from the device's store (the forgotten rows are
+already deleted, so the oracle never sees them, and nothing forgotten is written anywhere). On the way it
+passes the state just before the first forgotten day, which the shadow models start from.
 
 Shadows (online LiRA, Carlini et al. 2022, made cheap): every utterance of a pool (the forgotten ones
 and as many unseen ones) must be IN some shadows and OUT of others. For each of K pairs the pool is
@@ -17,15 +18,14 @@ from __future__ import annotations
 
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from . import workdir
 from .engine import Engine, build_personal_model
 from .errors import BadInput
 from .ledger import Ledger, state_version
@@ -44,17 +44,6 @@ class Replay:
     version: str  # model version of the oracle (ledger.state_version of its personal state)
     before: State | None  # personal state just before `first_day`; None when no day was given
     seconds: float  # wall time of the replay
-
-
-def temp_dir_outside(root: Path, prefix: str) -> tempfile.TemporaryDirectory:
-    """A temporary directory that is not inside the device directory `root` (BadInput otherwise)."""
-    tmp = tempfile.TemporaryDirectory(prefix=prefix)
-    path, dev = Path(tmp.name).resolve(), Path(root).resolve()
-    if path == dev or dev in path.parents:
-        tmp.cleanup()
-        raise BadInput(f"the temporary directory {path} is inside the device directory {dev}; point TMPDIR "
-                       "somewhere else (verification never writes into the device)")
-    return tmp
 
 
 def fresh_model(eng: Engine) -> tuple[AssistantModel, list[str]]:
@@ -79,8 +68,8 @@ def exact_replay(eng: Engine, first_day: str | None, progress: Progress | None =
     With `first_day` None it is just the pending exact pass (the current model when none is pending).
     """
     t0 = time.perf_counter()
-    with temp_dir_outside(eng.dev.root, "assistant-forget-oracle-") as tmp:
-        root = Path(tmp) / "ledger"
+    with workdir.working_copy(eng.dev.root, "oracle") as tmp:
+        root = tmp / "ledger"
         if eng.timeline.ledger.exists():
             shutil.copytree(eng.timeline.ledger.root, root)
         model, personal = fresh_model(eng)

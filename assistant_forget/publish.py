@@ -14,20 +14,35 @@ reader that resolves CURRENT and then finds the directory gone simply resolves C
 live version is kept: two versions side by side would leak their difference (DESIGN threat model).
 Writers hold the device's writer lock (`Device.locked()`); readers take no lock.
 
+Re-exporting the live version with other formats replaces its directory in place with one atomic exchange
+(`exchange_dirs`: Linux renameat2(RENAME_EXCHANGE), macOS renamex_np(RENAME_SWAP)), so the path CURRENT
+names always holds a complete export; the old copy ends up in the temp directory and is deleted. Where
+the exchange is unsupported (another OS, a file system without it) the fallback moves the old copy aside and
+renames the new one in: a crash between the two renames leaves CURRENT naming a missing directory until the
+next write command republishes.
+
+Before it builds anything, `publish` checks that it will be able to write what it writes
+(`check_writable`: CURRENT replaceable, the exports directory taking new files, every old entry removable),
+and if a later step still fails it rolls back: a new version CURRENT does not name is removed again, so
+a failed publish never leaves two versions side by side.
+
 This module imports no torch at load time, so the app runtime can use the readers below.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
+import stat
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import crashpoints
 from .device import Device
-from .errors import BadInput, CorruptFile
+from .errors import BadInput, CorruptFile, ForgetError
 from .fsio import TMP_PREFIX, atomic_write_bytes, fsync_dir, sealed_json_bytes, sha256_file, unseal_json
 
 if TYPE_CHECKING:
@@ -54,7 +69,11 @@ def current_version(device_root: Path) -> str | None:
     """The live version named by DIR/exports/CURRENT, or None when nothing has been published yet."""
     path = exports_dir(device_root) / CURRENT
     try:
-        version = path.read_text().strip()
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):  # a directory, symlink or FIFO (reading a FIFO would block)
+            raise CorruptFile(f"{path}: {_kind(st.st_mode)}, not a file; move it away and run "
+                              "`assistant-forget export` to publish again")
+        version = path.read_bytes().decode("utf-8").strip()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as e:
@@ -183,38 +202,250 @@ def publish(device_root: Path, model: "AssistantModel", tokenizer_path: Path, la
                        "the model was trained with") from None
     spec = make_spec(model, tokenizer, labels, state, oos_threshold)
     version = model_version(model, spec)
+    check_writable(root)
     ex = exports_dir(root)
-    if ex.exists() and not ex.is_dir():
-        raise CorruptFile(f"{ex}: not a directory; move it away and run `assistant-forget export` to publish again")
     ex.mkdir(exist_ok=True)
     final = ex / version
-    if not _is_complete(final, fmts):
-        tmp = ex / f"{TMP_PREFIX}{version}.{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            built = _build(tmp, model, tokenizer, spec, fmts, root / CACHE)
-            crashpoints.hit("publish.version_built")
-            if built != version:
-                raise RuntimeError(f"the model changed while it was being exported ({version} -> {built})")
-            if final.exists():  # an incomplete or differently-formatted copy: move it aside first
-                os.rename(final, ex / f"{TMP_PREFIX}old-{version}.{os.getpid()}")
-                crashpoints.hit("publish.old_moved_aside")
-            os.rename(tmp, final)
-            fsync_dir(ex)
-            crashpoints.hit("publish.version_renamed")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    placed = False  # this call put `final` in place: undone on failure unless CURRENT names it
     try:
-        live = current_version(root)
-    except CorruptFile:
-        live = None  # a damaged CURRENT is replaced
-    if live != version:
-        atomic_write_bytes(ex / CURRENT, (version + "\n").encode())
-        crashpoints.hit("publish.current_swapped")
+        if not _is_complete(final, fmts):
+            tmp = ex / f"{TMP_PREFIX}{version}.{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                built = _build(tmp, model, tokenizer, spec, fmts, root / CACHE)
+                crashpoints.hit("publish.version_built")
+                if built != version:
+                    raise RuntimeError(f"the model changed while it was being exported ({version} -> {built})")
+                if final.exists():  # an incomplete or differently-formatted copy (the live one, often)
+                    _replace_dir(tmp, final, ex / f"{TMP_PREFIX}old-{version}.{os.getpid()}")
+                else:
+                    os.rename(tmp, final)
+                placed = True
+                fsync_dir(ex)
+                crashpoints.hit("publish.version_renamed")
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)  # the build on failure; the old copy after an exchange
+        try:
+            live = current_version(root)
+        except CorruptFile:
+            live = None  # a damaged CURRENT is replaced
+        if live != version:
+            atomic_write_bytes(ex / CURRENT, (version + "\n").encode("utf-8"))
+            crashpoints.hit("publish.current_swapped")
+    except BaseException:
+        if placed:
+            _roll_back(root, version)
+        raise
     _remove_all_but(ex, version)
     return version
+
+
+def _replace_dir(new: Path, target: Path, aside: Path) -> None:
+    """Make the complete directory `new` appear at `target`, which exists; the old copy ends up at `new`.
+
+    With an atomic exchange the path `target` always names a complete directory. Without one (see
+    `exchange_dirs`) the old copy is moved to `aside` and then deleted: a crash between the two renames
+    leaves `target` missing until the next publish.
+    """
+    if exchange_dirs(new, target):
+        crashpoints.hit("publish.exchanged")
+        return
+    os.rename(target, aside)  # fallback: two renames, not atomic together
+    os.rename(new, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h: atomically exchange two existing paths
+_RENAME_SWAP = 2  # macOS sys/stdio.h: renamex_np's atomic exchange
+_AT_FDCWD = -100  # linux/fcntl.h: paths relative to the working directory
+_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}  # kernel or file system lacks it
+_exchange_fn = None  # cached (name, function) once looked up; (None, None) when the C library has none
+
+
+def _exchange_function():
+    """renameat2 (Linux) or renamex_np (macOS) from the C library, looked up once; ctypes loads lazily."""
+    global _exchange_fn
+    if _exchange_fn is None:
+        _exchange_fn = (None, None)
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") if sys.platform == "darwin" else None, use_errno=True)
+            if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):  # glibc >= 2.28, musl >= 1.2.3
+                fn = libc.renameat2
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _exchange_fn = ("renameat2", fn)
+            elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):  # macOS >= 10.12
+                fn = libc.renamex_np
+                fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _exchange_fn = ("renamex_np", fn)
+        except (ImportError, OSError, AttributeError):
+            pass
+    return _exchange_fn
+
+
+def exchange_dirs(a: Path, b: Path) -> bool:
+    """Atomically swap the two existing paths `a` and `b`; False (nothing changed) where that is unsupported.
+
+    Linux: renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) (kernel >= 3.15; ENOSYS or EINVAL where the
+    kernel or the file system lacks it). macOS: renamex_np(a, b, RENAME_SWAP). Elsewhere (Windows, other C
+    libraries) False: the caller falls back to two renames. Any other error is raised as OSError.
+    """
+    name, fn = _exchange_function()
+    if fn is None:
+        return False
+    import ctypes
+
+    src, dst = os.fsencode(os.path.abspath(a)), os.fsencode(os.path.abspath(b))
+    rc = fn(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_EXCHANGE) if name == "renameat2" else fn(src, dst, _RENAME_SWAP)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _UNSUPPORTED:
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _roll_back(root: Path, version: str) -> None:
+    """After a failed publish that put `version` in place: delete it again unless CURRENT names it, so only one
+    version is ever on disk (best effort: the original error is what the caller reports)."""
+    ex = exports_dir(root)
+    try:
+        live = current_version(root)
+    except (CorruptFile, OSError):
+        live = None
+    try:
+        if live == version:  # CURRENT was replaced, a later step failed: the old versions go instead
+            _remove_all_but(ex, version)
+            return
+        shutil.rmtree(ex / version, ignore_errors=True)
+        (ex / f"{TMP_PREFIX}{CURRENT}.{os.getpid()}").unlink(missing_ok=True)
+        fsync_dir(ex)
+    except OSError:
+        pass
+
+
+# -- the pre-flight check ------------------------------------------------------------------------------
+
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, _IOR('f', 1, long)
+_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20  # chattr +i, chattr +a: nothing inside can be removed
+
+
+def _kind(mode: int) -> str:
+    """What a file of this mode is, for messages ("a directory", "a symbolic link", ...)."""
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISREG, "a file"),
+             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device file"),
+             (stat.S_ISBLK, "a device file")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _inode_flags(path: Path) -> int:
+    """Linux inode flags (immutable, append-only) of a directory; 0 where they cannot be read."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    import fcntl
+    import struct
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return 0
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+        return struct.unpack_from("i", buf)[0]
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def check_writable(device_root: Path) -> None:
+    """Refuse a publish, before anything is built or changed, that could not finish; None when it can.
+
+    Checks DIR/exports (a real directory, not a symlink, that takes a new file: a probe is created and
+    removed; DIR itself when exports does not exist yet), DIR/exports/CURRENT (a regular file that can be
+    replaced: opened for writing without truncating it, which fails even for root on an immutable or
+    append-only file; a mode without write permission is fine, the rename replaces it), and every other
+    entry of DIR/exports, the live version among them, that a publish may delete (directories writable and
+    not immutable or append-only, files not immutable). Nothing inside a version directory is created.
+
+    Raises CorruptFile (exit 4) for something of the wrong type (CURRENT a directory, exports a file or a
+    symlink) and ForgetError (exit 2) for something that cannot be written; the one-line message names the
+    file and says that nothing was changed. `forget` calls it before it deletes anything.
+    """
+    root = Path(device_root)
+    ex = exports_dir(root)
+    unchanged = "nothing was changed"
+    st = _lstat(ex)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        kind = "" if stat.S_ISREG(st.st_mode) else f"{_kind(st.st_mode)}, "
+        raise CorruptFile(f"{ex}: {kind}not a directory; move it away and run the command again ({unchanged})")
+    _probe(ex if st is not None else root, unchanged)
+    if st is None:
+        return
+    cur = ex / CURRENT
+    st = _lstat(cur)
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptFile(f"{cur}: {_kind(st.st_mode)}, not a file; move it away and run the command again "
+                              f"({unchanged})")
+        _openable(cur, "cannot be replaced", unchanged)
+    for entry in sorted(ex.iterdir()):
+        if entry.name != CURRENT:
+            _removable(entry, unchanged)
+
+
+def _probe(folder: Path, unchanged: str) -> None:
+    probe = folder / f"{TMP_PREFIX}probe.{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as e:
+        raise ForgetError(f"{folder}: does not take new files ({e.strerror}); make it writable (`chattr -i`?) "
+                          f"and run the command again ({unchanged})") from None
+
+
+def _openable(path: Path, what: str, unchanged: str) -> None:
+    """Open a regular file for writing without truncating it: EPERM for an immutable or append-only file."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK))
+    except PermissionError as e:
+        if e.errno == errno.EACCES:
+            return  # only its mode forbids writing: a rename still replaces or removes it
+        raise ForgetError(f"{path}: {what} ({e.strerror}; immutable or append-only?); `chattr -i` it and run the "
+                          f"command again ({unchanged})") from None
+    except OSError as e:
+        raise ForgetError(f"{path}: {what} ({e.strerror}); run the command again once it can be written "
+                          f"({unchanged})") from None
+
+
+def _removable(path: Path, unchanged: str) -> None:
+    """`path` and everything under it can be deleted (an old version, a temp leftover)."""
+    st = _lstat(path)
+    if st is None or stat.S_ISLNK(st.st_mode):
+        return  # gone, or a link: unlinking needs only its folder
+    if stat.S_ISREG(st.st_mode):
+        _openable(path, "cannot be removed", unchanged)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    if not os.access(path, os.W_OK | os.X_OK) or _inode_flags(path) & (_FS_IMMUTABLE_FL | _FS_APPEND_FL):
+        raise ForgetError(f"{path}: its files cannot be removed (not writable, immutable or append-only); make it "
+                          f"writable (`chattr -i`?) and run the command again ({unchanged})")
+    for child in sorted(path.iterdir()):
+        _removable(child, unchanged)
 
 
 def _is_complete(version_dir: Path, formats: tuple[str, ...]) -> bool:

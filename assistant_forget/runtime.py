@@ -4,6 +4,13 @@ What a phone app does, in Python: no torch, one CPU thread. `load_current(DIR)` 
 DIR/exports/CURRENT and loads that version, resolving again if a newer publish deleted it meanwhile.
 Tokenization, the out-of-scope rule and next-word search mirror base.py, so the app answers like the
 PyTorch model it was exported from.
+
+Text in: any `str` that is valid Unicode. A string with a lone (unpaired) surrogate, e.g. "hello \ud83d world"
+from a UTF-16 string cut in half, has no UTF-8 form, so the tokenizer cannot take it: `intent`, `suggest` and
+`encode` raise BadInput (exit code 2 in the CLI; a ForgetError, not a RuntimeError) naming its position. The app
+should drop or replace such characters (Swift and Kotlin strings are usually already valid, but a bridge
+that passes raw UTF-16 can produce them); nothing is replaced silently here, so the model never answers
+for a text other than the one it was given.
 """
 
 from __future__ import annotations
@@ -108,8 +115,7 @@ class Runtime:
     # -- model ---------------------------------------------------------------------------------
     def encode(self, text: str, eos: bool = True) -> list[int]:
         """bos + pieces (cut to fit max_len) [+ eos]: the tokenization the model was trained with."""
-        if not isinstance(text, str):
-            raise BadInput(f"text must be a string, got {type(text).__name__}")
+        _check_text(text, "text")
         ids = self.sp.EncodeAsIds(text)[: self.max_len - 2]
         return [self.bos_id] + ids + ([self.eos_id] if eos else [])
 
@@ -141,8 +147,7 @@ class Runtime:
         is P(pieces) x P(next piece starts a new word or is eos). Pieces that cannot spell the partial word
         are skipped before the beam is cut, so a completion is found even when its pieces rank low.
         """
-        if not isinstance(prefix, str):
-            raise BadInput(f"prefix must be a string, got {type(prefix).__name__}")
+        _check_text(prefix, "prefix")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise BadInput(f"k must be a positive integer, got {k!r}")
         if isinstance(max_pieces, bool) or not isinstance(max_pieces, int) or not 1 <= max_pieces < self.max_len - 1:
@@ -216,6 +221,17 @@ def load_current(device_root: Path, attempts: int = 20, threads: int = 1) -> Run
                           f"interrupted); run `assistant-forget export --device {root}` to publish again")
     raise CorruptFile(f"{exports_dir(root)}: the export kept changing during {attempts} load attempts "
                       f"({last}); try again once publishing has finished")
+
+
+def _check_text(text: object, what: str) -> None:
+    """Raise BadInput unless `text` is a str the tokenizer can take (valid Unicode: no lone surrogate)."""
+    if not isinstance(text, str):
+        raise BadInput(f"{what} must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadInput(f"{what} contains an unpaired surrogate ({text[e.start]!r} at index {e.start}); it must be "
+                       "valid Unicode: drop or replace the character (e.g. with U+FFFD) before calling") from None
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import receipts
+from . import receipts, tombstones
 from .device import Device
 from .forget import JOURNAL
 from .ledger import Ledger
@@ -17,19 +17,29 @@ def device_status(root: Path) -> dict:
     dev = Device.open(root)
     with LogStore(dev.store_path, readonly=True) as store:
         days = store.day_counts()
-    m = Ledger(dev.root / "ledger").load_manifest()
+    ledger = Ledger(dev.root / "ledger")
+    tomb = tombstones.load(dev.root)
+    bound = tomb.binds(ledger.digest() if ledger.exists() else None)
+    m = ledger.load_manifest()
     trained = set(m.days)
+    with LogStore(dev.store_path, readonly=True) as store:
+        restored = tomb.stale({d: [u.id for u in store.by_day(d)] for d in tomb.days if d in days})
+    problems = ([] if bound else ["the ledger is not the one this device last committed (a restored backup or "
+                                  "another device's); the next writing command discards it"])
+    problems += ([f"{sum(map(len, restored.values()))} log row(s) on forgotten days came back (a restored log); "
+                  "the next writing command deletes them again"] if restored else [])
     return {
         "device": str(dev.root), "seed": dev.seed,
         "utterances": sum(days.values()), "days": days,
         "model_version": m.version or "base", "trained_days": len(trained),
         "last_trained_day": max(trained, default=None),
         "untrained_days": sorted(set(days) - trained),
-        "state": "approximate" if m.approximate else "exact",
+        "state": "stale" if problems else "approximate" if m.approximate else "exact",
+        "problems": problems, "forgotten_days": sorted(tomb.days),
         "pending_exact_from": m.pending_exact_from,
         "pending_forget": (dev.root / JOURNAL).exists(),
         "export_version": current_version(dev.root),
-        "ledger_bytes": Ledger(dev.root / "ledger").size_bytes() if m.days else 0,
+        "ledger_bytes": ledger.size_bytes() if m.days else 0,
         "receipts": len(receipts.read_all(dev.root)),
     }
 
@@ -47,6 +57,8 @@ def format_status(st: dict) -> str:
         lines.append(f"untrained    {len(st['untrained_days'])} day(s) from {st['untrained_days'][0]}")
     if st["pending_exact_from"]:
         lines.append(f"pending      exact pass from {st['pending_exact_from']} (`assistant-forget maintain`)")
+    for p in st["problems"]:
+        lines.append(f"problem      {p}")
     if st["pending_forget"]:
         lines.append("pending      an interrupted forget; the next write command finishes it")
     lines.append("days:")

@@ -9,9 +9,26 @@ checkpoints the write-ahead log into the database and truncates it, rebuilds the
 free page or unused page space that once held a deleted row survives) and checkpoints again.
 Callers that delete several selectors pass `purge=False` and call `purge()` once at the end.
 
+Text matching (`matching`, `delete_matching`) compares `utterance.match_key` forms through the SQL
+function af_contains: case, accents, full-width forms, invisible characters and word breaks never hide a match.
+
 Concurrency: WAL mode with a busy timeout; one writer (the device lock serialises writer processes) and
-any number of readers, each reader statement seeing one committed state. Read-only handles use a normal
-connection with `query_only`, so closing the last handle removes the -wal/-shm side files.
+any number of readers, each reader statement seeing one committed state.
+
+Read-only handles (`readonly=True`) never change a file:
+- where this process can write the directory and the file, a normal connection with `query_only`: it shares
+  the writer's -wal/-shm, so readers stay consistent while a forget runs, and closing the last handle removes
+  the side files it made (a `mode=ro` connection would leave an empty -wal and -shm behind: SQLite 3.40);
+- where it cannot (a read-only mount, an immutable file or directory, a file without write permission),
+  `mode=ro&immutable=1`: SQLite creates no side file and takes no lock. Nobody can be writing there, and a
+  writer always folds its write-ahead log into the file and truncates it when it closes; a non-empty -wal
+  left by a writer that crashed is read through its -shm (`mode=ro`), or refused with a clear error when
+  that cannot be done, rather than silently ignored.
+
+The schema is checked on every open (`_check_schema`): the tables, indexes, views and triggers in the file
+must be exactly those the registered migrations create for its version (SQLite's own sqlite_stat* and
+sqlite_sequence tables aside). Anything else, e.g. a trigger that copies deleted rows elsewhere, is reported
+as a corrupt file before any statement runs.
 
 The schema evolves through registered migrations (`@migration`); `PRAGMA user_version` records how many
 have run. A database from a newer version is refused and left untouched.
@@ -32,7 +49,7 @@ from typing import Callable, Iterable, Iterator
 from . import crashpoints
 from .errors import BadInput, CorruptFile, DeviceBusy, DeviceNotFound, ForgetError
 from .localtime import parse_date, parse_date_range, utc_micros
-from .utterance import Utterance, bad_characters, fold, utterance_problems
+from .utterance import Utterance, bad_characters, match_key, utterance_problems
 
 __all__ = ["LogStore", "Utterance", "latest_version", "migration"]
 
@@ -40,9 +57,9 @@ BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another connection's lo
 CHECKPOINT_TRIES = 3  # WAL truncations tried (each waiting up to the busy timeout) before purge gives up
 
 
-def _contains(haystack: str, folded_needle: str) -> int:
-    """SQL function af_contains(text, needle): 1 when fold(text) contains the already-folded needle."""
-    return int(folded_needle in fold(haystack))
+def _contains(haystack: str, needle_key: str) -> int:
+    """SQL function af_contains(text, key): 1 when match_key(text) contains the needle's match key."""
+    return int(needle_key in match_key(haystack))
 
 
 # -- schema migrations ----------------------------------------------------------------------------
@@ -60,6 +77,27 @@ def migration(fn: Migration) -> Migration:
 def latest_version() -> int:
     """The schema version this code writes: the number of registered migrations."""
     return len(MIGRATIONS)
+
+
+SchemaEntry = tuple[str, str, str, str | None]  # (type, name, tbl_name, sql) as in sqlite_schema
+
+
+def _schema_rows(conn: sqlite3.Connection) -> set[SchemaEntry]:
+    """What sqlite_master lists, without SQLite's own bookkeeping tables; SQL text with whitespace folded."""
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    return {(t, name, tbl, " ".join(sql.split()) if sql is not None else None) for t, name, tbl, sql in rows
+            if not (t == "table" and (name.startswith("sqlite_stat") or name == "sqlite_sequence"))}
+
+
+def expected_schema(version: int) -> set[SchemaEntry]:
+    """The schema the first `version` registered migrations create (built in memory, each call)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for step in MIGRATIONS[:version]:
+            step(conn)
+        return _schema_rows(conn)
+    finally:
+        conn.close()
 
 
 @migration
@@ -99,7 +137,9 @@ def _sqlite_errors(method: Callable) -> Callable:
             if "locked" in str(e) or "busy" in str(e):
                 raise DeviceBusy(f"{self.path} is locked by another process ({e}); "
                                  "try again when it finishes") from None
-            hint = "; it must be a readable SQLite file in a writable directory" if "unable to open" in str(e) else ""
+            hint = ("; it must be a readable SQLite file in a writable directory" if "unable to open" in str(e) else
+                    f"; free space on the file system holding {self.path.parent} and run the command again"
+                    if "full" in str(e) else "")
             raise ForgetError(f"{self.path}: SQLite error: {e}{hint}") from None
         except sqlite3.DatabaseError as e:
             raise CorruptFile(f"{self.path} is not a readable log database ({e}); restore it from a backup "
@@ -118,23 +158,44 @@ class LogStore:
     def __init__(self, path: Path, readonly: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.immutable = False  # True when opened with immutable=1 (read-only handle on an unwritable location)
         if readonly and not self.path.exists():
             self._conn = sqlite3.connect(":memory:", isolation_level=None)
             self._setup(busy_timeout_ms)
-            self._migrate()
+            self._migrate(0)
             self._conn.execute("PRAGMA query_only = ON")
             return
         if not self.path.parent.is_dir():
             raise DeviceNotFound(f"{self.path.parent}: no such directory for the log database")
         if not readonly and self.path.exists():
             _check_writable(self.path)
-        mode = "rw" if readonly else "rwc"
-        self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None)
+        if readonly and self.path.is_dir():
+            raise ForgetError(f"{self.path}: is a directory, not a log database; move it away")
+        query = "mode=rwc"
+        if readonly:
+            query = self._readonly_query()
+            self.immutable = query.endswith("immutable=1")
+        self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None)
         try:
             self._open(busy_timeout_ms)
         except BaseException:
             self._conn.close()
             raise
+
+    def _readonly_query(self) -> str:
+        """URI parameters of a read-only handle (see the module docstring): rw + query_only where this process
+        could write anyway (to share the writer's WAL safely), else mode=ro, immutable unless a WAL holds data."""
+        if os.access(self.path.parent, os.W_OK) and os.access(self.path, os.W_OK):
+            return "mode=rw"
+        wal = self.path.with_name(self.path.name + "-wal")
+        if not (wal.is_file() and wal.stat().st_size > 0):
+            return "mode=ro&immutable=1"
+        if not self.path.with_name(self.path.name + "-shm").is_file():
+            raise ForgetError(f"{self.path}: its write-ahead log {wal.name} holds changes that were never folded in "
+                              "(a writer was interrupted) and cannot be read where files cannot be written; open "
+                              "the device once where it is writable (any write command, e.g. `assistant-forget "
+                              "maintain`) and try again")
+        return "mode=ro"
 
     def _setup(self, busy_timeout_ms: int) -> None:
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -146,6 +207,7 @@ class LogStore:
         if found > latest_version():
             raise CorruptFile(f"{self.path} has schema version {found}, newer than this version of assistant-forget "
                               f"reads ({latest_version()}); upgrade assistant-forget to open it")
+        self._check_schema(found)
         if self.readonly:
             self._conn.execute("PRAGMA query_only = ON")
             if found < latest_version():
@@ -159,13 +221,37 @@ class LogStore:
         for pragma in ("synchronous = FULL", "secure_delete = ON", "temp_store = MEMORY"):
             self._conn.execute(f"PRAGMA {pragma}")
         if found < latest_version():
-            self._migrate()
+            self._migrate(found)
 
-    def _migrate(self) -> None:
+    def _check_schema(self, version: int) -> None:
+        """Raise CorruptFile naming what differs when the file's schema is not what `version` migrations create."""
+        found, expected = _schema_rows(self._conn), expected_schema(version)
+        if found == expected:
+            return
+        by_name = {(t, name): sql for t, name, _, sql in expected}
+        rank = {"table": 0, "view": 1, "index": 2, "trigger": 3}
+
+        def named(entries: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:  # autoindexes follow their table
+            ordered = sorted(entries, key=lambda e: (rank.get(e[0], 4), e[1]))
+            return [e for e in ordered if not e[1].startswith("sqlite_autoindex_")] or ordered
+
+        extra = named((t, name) for t, name, _, sql in found if by_name.get((t, name), 0) != sql)
+        missing = named({(t, name) for t, name, _, _ in expected} - {(t, name) for t, name, _, _ in found})
+        what = [f"no {t} {name!r}" for t, name in missing[:3]] + [
+            f"an unexpected {t} {name!r}" if (t, name) not in by_name else f"a changed {t} {name!r}"
+            for t, name in extra[:3]]
+        raise CorruptFile(f"schema of {self.path} has {' and '.join(what)} (schema version {version}); the log "
+                          "database was modified outside assistant-forget: restore it from a backup or move it "
+                          "away to start an empty log")
+
+    def _migrate(self, checked: int) -> None:
+        """Run the migrations after version `checked` (whose schema `_check_schema` accepted)."""
         with self._transaction():
             found = self.schema_version
             if found > latest_version():  # re-checked under the write lock
                 raise CorruptFile(f"{self.path} has schema version {found}, newer than this code ({latest_version()})")
+            if found != checked:  # another writer migrated meanwhile: check what it made
+                self._check_schema(found)
             for step in MIGRATIONS[found:]:
                 step(self._conn)
             if found != latest_version():
@@ -246,7 +332,8 @@ class LogStore:
 
     @_sqlite_errors
     def matching(self, needle: str) -> list[Utterance]:
-        """Utterances whose text contains `needle`, ignoring case (Unicode case folding)."""
+        """Utterances whose text contains `needle` under `utterance.match_key` (case, accents, width, invisible
+        characters and word breaks ignored)."""
         return self._select("af_contains(text, ?)", (_folded_needle(needle),))
 
     @_sqlite_errors
@@ -303,7 +390,7 @@ class LogStore:
 
     @_sqlite_errors
     def delete_matching(self, needle: str, purge: bool = True) -> int:
-        """Delete the utterances whose text contains `needle`, ignoring case. Returns how many."""
+        """Delete the utterances whose text contains `needle` (as `matching` finds them). Returns how many."""
         return self._delete("af_contains(text, ?)", (_folded_needle(needle),), purge)
 
     @_sqlite_errors
@@ -344,10 +431,14 @@ def _ids_json(ids: Iterable[str]) -> str:
 
 
 def _folded_needle(needle: str) -> str:
-    """Validate a text-match needle and fold it for af_contains."""
+    """Validate a text-match needle and return its match key for af_contains."""
     if not isinstance(needle, str) or not needle.strip():
         raise BadInput(f"text to match must be a non-empty string, got {needle!r}; it would match every utterance")
     problem = bad_characters(needle)
     if problem:
         raise BadInput(f"text to match {problem}")
-    return fold(needle)
+    key = match_key(needle)
+    if not key:
+        raise BadInput(f"text to match {needle!r} is only invisible characters, spaces or accents; "
+                       "it would match every utterance")
+    return key

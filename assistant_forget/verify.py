@@ -4,9 +4,11 @@ How the forgotten utterances are known depends on when verification runs (the `v
 
   forget time  `verify_forget(eng, selector)` reads the matched utterances into memory, forgets, then
                measures with them while they are still in memory; the summary goes into the receipt.
-  what-if      `what_if(DIR, day)`, for a day not yet forgotten: copies the device into a temporary
-               directory outside it, runs the fast forget there with verification, deletes the copy.
-               The device itself is not touched.
+  what-if      `what_if(DIR, day)`, for a day not yet forgotten: copies the device (all but DIR/.lock and
+               DIR/.work) into a work directory DIR/.work/whatif-*/ (workdir.py), runs the fast forget
+               there with verification, deletes the copy. The copy is inside the device directory so a
+               copy left by a killed process is removed by the next recovery, and every forget removes
+               all of them first. The device itself is not otherwise touched.
   audit        `audit(DIR, receipt)`, for a forget that happened: its texts are gone from the device by
                design, so membership attacks cannot run. It compares the current model with a freshly
                computed oracle (KL, accuracy on retained and unseen data, version equality once the state
@@ -25,7 +27,27 @@ A forgotten utterance whose text is also said on a retained day is in the oracle
 attacks leave it out (counted as forgotten_also_retained); the rest lean to rarer texts, so the oracle's AUC
 is not 0.5 either: the verdict compares with the oracle.
 
-A receipt's "verification" (format 1) is {"format": 1, "at_forget": summary or null, "audits": [summary,
+Two summaries come out of a verification (`Verification`):
+
+  exact    (`.exact`, memory only; format 1, the layout stored before issue 15) every figure to 6 decimals,
+           the canary's rank exposure and skew-normal estimate per model included: for benchmarks.
+  summary  (`.summary`, format 2) what is stored (receipts, verification.json), printed and plotted:
+           `public_summary(exact)`. No figure from which a forgotten text can be rebuilt:
+    - canary exposure only as {"candidates", "space", "bucket" (the current model's, coarse:
+      EXPOSURE_EDGES bits, chosen per format so that every bucket holds >= MIN_SHARED of its secrets:
+      at 10^5 secrets "< 1 bit" 50,000, "1-2 bits" 25,000, "2-4 bits" 18,750, ">= 4 bits" 6,250),
+      "passed" (current <= oracle + Thresholds.exposure_gap_bits), "threshold_bits", "memorised_before"
+      (before >= oracle + MEMORISED_BITS; null without the model before the forget), "memorised_bits"};
+      the verdict row keeps only its threshold and pass/fail. Ranking every secret of the format under the
+      live export and taking the canary's rank would otherwise give the secret back.
+    - figures over the forgotten utterances (MIA and LiRA AUCs, accuracy and KL on them, their verdict
+      rows) only when at least MIN_SET of them were attacked, rounded (SET_DECIMALS decimals, KL to
+      KL_DIGITS significant digits); withheld (null) below, where one utterance's loss would show through.
+      "forgotten_figures" says which.
+Stored format-1 summaries (receipts written before) are shown and carried forward through
+`public_summary` too.
+
+A receipt's "verification" (format 2) is {"format": 2, "at_forget": summary or null, "audits": [summary,
 ...]}; a summary holds numbers, dates, versions and labels, never text.
 """
 
@@ -33,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import shutil
 import time
@@ -43,24 +66,33 @@ from typing import Sequence
 
 import numpy as np
 
-from . import metrics, receipts
+from . import crashpoints, metrics, receipts, workdir
 from .api import one_torch_thread, session
 from .clinc import intent_labels, load_clinc
 from .device import Device
 from .engine import Engine, open_engine
 from .errors import BadInput, ForgetError, NothingToForget
 from .forget import JOURNAL, Selector, forget, make_plan
-from .oracle import Replay, exact_replay, shadow_stats, temp_dir_outside
+from .oracle import Replay, exact_replay, shadow_stats
 from .store import LogStore
 from .scoring import Backend, Labeled, OnnxBackend, Scores, TorchBackend, lm_kl, onnx_of, score, sequence_nll
 
-FORMAT = 1  # version of the summary layout
+FORMAT = 2  # version of the stored summary layout and of a receipt's "verification"
+EXACT_FORMAT = 1  # the exact, memory-only layout (what format-1 receipts stored)
+MIN_SET = 10  # fewest attacked forgotten utterances for which figures over them are stored
+SET_DECIMALS = 2  # decimals of an AUC or accuracy over the forgotten utterances, when stored
+KL_DIGITS = 2  # significant digits of a KL over the forgotten utterances, when stored
+MEMORISED_BITS = 8.0  # a canary was memorised before the forget: exposure >= the oracle's + this
+EXPOSURE_EDGES = (1, 2, 4)  # bucket edges of the stored exposure, in bits (fewer for small formats)
+MIN_SHARED = 1000  # fewest secrets of the format every exposure bucket must hold
+EPS = 1e-9  # float slack of the comparisons on bits
 WEIGHTS = ("onnx", "torch")
 ROW_METRIC = {"mia_auc_gap": "mia_auc", "lira_auc": "lira_auc", "accuracy_gap_points": "accuracy",
               "exposure_gap_bits": "exposure_bits"}  # verdict row -> the METRIC_KEYS entry it checks
 PLACEHOLDER = {"mia_auc": 0.5, "lira_auc": 0.5, "accuracy": 1.0, "exposure_bits": 0.0}  # for rows not measured
 CHECKED = {"mia_auc_gap": lambda v, o: abs(v - o), "lira_auc": lambda v, o: v,  # what each row compares
-           "accuracy_gap_points": lambda v, o: 100 * abs(v - o), "exposure_gap_bits": lambda v, o: abs(v - o)}
+           "accuracy_gap_points": lambda v, o: 100 * abs(v - o), "exposure_gap_bits": lambda v, o: v - o}
+FORGOTTEN_ROWS = ("mia_auc_gap", "lira_auc")  # verdict rows computed over the forgotten utterances
 
 
 @dataclass(frozen=True)
@@ -91,12 +123,13 @@ class VerifyConfig:
 
 @dataclass
 class Verification:
-    """A verification: the summary (numbers only, for receipts and --json) and the arrays the report plots."""
+    """A verification: the summary (stored, printed), the exact figures and the arrays (memory only)."""
 
-    summary: dict  # see the module docstring
+    summary: dict  # the public summary (module docstring): receipts, verification.json, --json, the report
     losses: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # set -> model -> LM loss (N,)
     lira: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # model -> (forgotten, unseen)
     oracle: Replay | None = None  # the oracle measured against (memory only)
+    exact: dict = field(default_factory=dict)  # every figure, exposure ranks included: memory only, never stored
 
 
 def _r(x: float | None) -> float | None:
@@ -174,13 +207,13 @@ def check_canary(canary: str, cfg: VerifyConfig) -> str:
 
 def exposure(backends: dict[str, Backend], canary: str, exclude: Sequence[str], cfg: VerifyConfig) -> dict:
     """Canary exposure under each model: rank among the format's other secrets, and the skew-normal estimate."""
-    from device_sim.canary import enumerate_candidates, sample_candidates
+    from device_sim.canary import enumerate_candidates, sample_candidates, space_size
 
     fmt = check_canary(canary, cfg)
     skip = {canary, *exclude}
     cands = (sample_candidates(fmt, cfg.canary_candidates, cfg.seed, exclude=sorted(skip)) if cfg.canary_candidates
              else [c for c in enumerate_candidates(fmt) if c not in skip])
-    out: dict = {"rank_bits": {}, "skew_normal_bits": {}, "candidates": len(cands)}
+    out: dict = {"rank_bits": {}, "skew_normal_bits": {}, "candidates": len(cands), "space": space_size(fmt)}
     encoded: dict[str, list[list[int]]] = {}  # tokenization per backend kind, done once
     for name, b in backends.items():
         enc = encoded.setdefault(b.name, b.encode([canary] + cands))
@@ -248,9 +281,14 @@ def evaluate(eng: Engine, replay: Replay, cfg: VerifyConfig, *, kind: str, tier:
     oracle = {"mia_auc": mia and mia["oracle"], "lira_auc": lira_res and lira_res["oracle"],
               "accuracy": scores["unseen"]["oracle"].accuracy, "exposure_bits": expo and expo["rank_bits"]["oracle"]}
     rows, skipped = verdict(current, oracle, cfg.thresholds)
+    rows_out = {r.name: {"value": _r(r.value), "oracle": _r(r.oracle_value), "threshold": r.threshold,
+                         "checked": _r(CHECKED[r.name](r.value, r.oracle_value)),
+                         "passed": exposure_passed(r.value, r.oracle_value, r.threshold)
+                         if r.name == "exposure_gap_bits" else r.passed}
+                for r in rows}
     version_ok = m.approximate or m.version == replay.version  # an exact state must be the oracle, bit for bit
-    ver.summary = {
-        "format": FORMAT, "kind": kind, "tier": tier, "weights": cfg.weights, "day": day,
+    ver.exact = {
+        "format": EXACT_FORMAT, "kind": kind, "tier": tier, "weights": cfg.weights, "day": day,
         "state": "approximate" if m.approximate else "exact",
         "version": {"current": m.version, "oracle": replay.version, "equal": m.version == replay.version,
                     "export": getattr(cur, "version", None)},
@@ -260,14 +298,128 @@ def evaluate(eng: Engine, replay: Replay, cfg: VerifyConfig, *, kind: str, tier:
         "mia_auc": mia, "lira_auc": lira_res,
         "accuracy": {s: {n: _r(sc.accuracy) for n, sc in by.items()} for s, by in scores.items()},
         "kl": kl, "exposure": expo,
-        "verdict": {r.name: {"value": _r(r.value), "oracle": _r(r.oracle_value), "threshold": r.threshold,
-                             "checked": _r(CHECKED[r.name](r.value, r.oracle_value)), "passed": r.passed}
-                    for r in rows},
-        "skipped": skipped, "passed": all(r.passed for r in rows) and version_ok,
+        "verdict": rows_out,
+        "skipped": skipped, "passed": all(r["passed"] for r in rows_out.values()) and version_ok,
         "seconds": {"oracle": _r(replay.seconds), "scores": _r(t1 - t0), "kl": _r(t2 - t1), "lira": _r(t3 - t2),
                     "exposure": _r(t4 - t3)},
     }
+    ver.summary = public_summary(ver.exact, cfg.thresholds)
     return ver
+
+
+def exposure_passed(current: float, oracle: float, threshold: float) -> bool:
+    """The exposure check: the canary is no more exposed after the forget than on the oracle, plus `threshold` bits."""
+    return current <= oracle + threshold + EPS
+
+
+def bucket_shares(space: int, edges: Sequence[float]) -> list[int]:
+    """How many of `space` equally likely ranks fall in each exposure bucket that `edges` (bits) make.
+
+    Exposure e = log2 |R| - log2 rank, so e >= a holds for the best |R| / 2^a ranks.
+
+    >>> bucket_shares(100_000, EXPOSURE_EDGES)
+    [50000, 25000, 18750, 6250]
+    """
+    tops = [space] + [math.floor(space / 2 ** a) for a in edges] + [0]  # ranks with exposure >= each edge
+    return [tops[k] - tops[k + 1] for k in range(len(edges) + 1)]
+
+
+def bucket_edges(space: int) -> tuple[float, ...]:
+    """The longest prefix of EXPOSURE_EDGES whose buckets each hold >= MIN_SHARED of `space` secrets.
+
+    >>> bucket_edges(100_000), bucket_edges(10_000), bucket_edges(1_000)
+    ((1, 2, 4), (1, 2), ())
+    """
+    for k in range(len(EXPOSURE_EDGES), 0, -1):
+        if min(bucket_shares(space, EXPOSURE_EDGES[:k])) >= MIN_SHARED:
+            return tuple(EXPOSURE_EDGES[:k])
+    return ()
+
+
+def bucket_labels(edges: Sequence[float]) -> list[str]:
+    """Labels of the buckets `edges` make.
+
+    >>> bucket_labels(EXPOSURE_EDGES)
+    ['< 1 bit', '1-2 bits', '2-4 bits', '>= 4 bits']
+    """
+    if not edges:
+        return ["any"]
+    unit = lambda x: f"{x:g} bit" + ("" if x == 1 else "s")  # noqa: E731
+    return ([f"< {unit(edges[0])}"] + [f"{a:g}-{unit(b)}" for a, b in zip(edges, edges[1:])]
+            + [f">= {unit(edges[-1])}"])
+
+
+def exposure_bucket(bits: float | None, edges: Sequence[float]) -> str | None:
+    """The label of the bucket that holds an exposure of `bits`; None when not measured.
+
+    >>> [exposure_bucket(b, EXPOSURE_EDGES) for b in (0.0, 0.99, 1.0, 3.99, 4.0, 16.6, None)]
+    ['< 1 bit', '< 1 bit', '1-2 bits', '2-4 bits', '>= 4 bits', '>= 4 bits', None]
+    """
+    if bits is None or (isinstance(bits, float) and math.isnan(bits)):
+        return None
+    return bucket_labels(edges)[sum(bits >= e - EPS for e in edges)]
+
+
+def public_exposure(e: dict | None, threshold: float) -> dict | None:
+    """The stored form of an exact exposure (`exposure`'s output): a bucket, pass/fail, memorised; no bits."""
+    if not isinstance(e, dict) or "rank_bits" not in e:
+        return e
+    bits = e["rank_bits"]
+    cur, orc, bef = bits.get("current"), bits.get("oracle"), bits.get("before")
+    space = e.get("space") or e["candidates"] + 1  # a format-1 summary did not name it: the ranked ones
+    return {"candidates": e["candidates"], "space": space, "bucket": exposure_bucket(cur, bucket_edges(space)),
+            "passed": None if cur is None or orc is None else exposure_passed(cur, orc, threshold),
+            "threshold_bits": threshold,
+            "memorised_before": None if bef is None or orc is None else bef >= orc + MEMORISED_BITS - EPS,
+            "memorised_bits": MEMORISED_BITS}
+
+
+def _coarse(v, shown: bool, kl: bool = False):
+    if not shown or v is None:
+        return None
+    if kl:
+        return float(f"{v:.{KL_DIGITS}g}")
+    return round(float(v), SET_DECIMALS)
+
+
+def public_summary(s: dict | None, thresholds: metrics.Thresholds | None = None) -> dict | None:
+    """What may be stored, printed or plotted of the summary `s`: an exact one (`Verification.exact`) or a
+    stored format-1 one; a format-2 summary is returned as it is. See the module docstring."""
+    if not isinstance(s, dict) or s.get("format") != EXACT_FORMAT:
+        return s
+    th = thresholds or metrics.Thresholds()
+    out = copy.deepcopy(s)
+    out["format"] = FORMAT
+    n = (s.get("counts") or {}).get("forgotten") or 0
+    shown = n >= MIN_SET
+    if isinstance(out.get("mia_auc"), dict):
+        out["mia_auc"] = {k: _coarse(v, shown) for k, v in out["mia_auc"].items()}
+    if isinstance(out.get("lira_auc"), dict):
+        out["lira_auc"] = {k: v if k == "pairs" else _coarse(v, shown) for k, v in out["lira_auc"].items()}
+    if isinstance((out.get("accuracy") or {}).get("forgotten"), dict):
+        out["accuracy"]["forgotten"] = {k: _coarse(v, shown) for k, v in out["accuracy"]["forgotten"].items()}
+    for by in (out.get("kl") or {}).values():
+        if isinstance(by, dict) and "forgotten" in by:
+            by["forgotten"] = _coarse(by["forgotten"], shown, kl=True)
+    for name, row in (out.get("verdict") or {}).items():
+        if name in FORGOTTEN_ROWS:
+            row.update({k: _coarse(row.get(k), shown) for k in ("value", "oracle", "checked")})
+        elif name == "exposure_gap_bits":
+            row.update({"value": None, "oracle": None, "checked": None})
+            if s.get("exposure") and s["exposure"].get("rank_bits"):  # format 1 judged |gap|: judge it again
+                r = s["exposure"]["rank_bits"]
+                if r.get("current") is not None and r.get("oracle") is not None:
+                    row["passed"] = exposure_passed(r["current"], r["oracle"], row.get("threshold", th.exposure_gap_bits))
+    thr = (s.get("verdict") or {}).get("exposure_gap_bits", {}).get("threshold", th.exposure_gap_bits)
+    out["exposure"] = public_exposure(s.get("exposure"), thr)
+    out["forgotten_figures"] = (f"rounded ({n} attacked, >= {MIN_SET})" if shown else
+                                f"withheld ({n} attacked, fewer than {MIN_SET}: one utterance's loss would show)")
+    if isinstance(out.get("verdict"), dict) and "passed" in out:
+        version_ok = out.get("state") != "exact" or (out.get("version") or {}).get("equal", True)
+        out["passed"] = all(r.get("passed") for r in out["verdict"].values()) and bool(version_ok)
+    if isinstance(out.get("at_forget"), dict):
+        out["at_forget"] = public_summary(out["at_forget"], thresholds)
+    return out
 
 
 def verdict(current: dict, oracle: dict, thresholds: metrics.Thresholds) -> tuple[list, list[str]]:
@@ -279,12 +431,25 @@ def verdict(current: dict, oracle: dict, thresholds: metrics.Thresholds) -> tupl
     return kept, [r.name for r in rows if r not in kept]
 
 
+def public_verification(v):
+    """A receipt's "verification" field as it may be shown: a format-1 one (exact exposure figures, written
+    before issue 15) coarsened to format 2; anything else as it is. For `history` and other readers."""
+    if not isinstance(v, dict) or v.get("format") != EXACT_FORMAT:
+        return v
+    audits = v.get("audits") if isinstance(v.get("audits"), list) else []
+    return {"format": FORMAT, "at_forget": public_summary(v.get("at_forget")),
+            "audits": [public_summary(a) for a in audits]}
+
+
 def attach(root, receipt_id: str, summary: dict, at_forget: bool) -> None:
     """Record `summary` in the receipt's verification: as the forget-time one, or appended to its audits."""
-    prev = next((r.get("verification") for r in receipts.read_all(root) if r["id"] == receipt_id), None)
-    prev = prev if isinstance(prev, dict) and prev.get("format") == FORMAT else {"at_forget": None, "audits": []}
-    new = {"format": FORMAT, "at_forget": summary if at_forget else prev["at_forget"],
-           "audits": list(prev["audits"]) + ([] if at_forget else [summary])}
+    summary = public_summary(summary)  # never an exact figure, whatever the caller passes
+    prev = next((r.get("verification") for r in receipts.read_all(root) if r.get("id") == receipt_id), None)
+    prev = public_verification(prev)  # format 1 coarsened
+    prev = prev if isinstance(prev, dict) and prev.get("format") == FORMAT else {}
+    audits = prev.get("audits") if isinstance(prev.get("audits"), list) else []
+    new = {"format": FORMAT, "at_forget": summary if at_forget else prev.get("at_forget"),
+           "audits": list(audits) + ([] if at_forget else [summary])}
     receipts.attach_verification(root, receipt_id, new)
 
 
@@ -310,16 +475,27 @@ def verify_forget(eng: Engine, sel: Selector, mode: str = "fast", cfg: VerifyCon
 
 def what_if(root, day: str, cfg: VerifyConfig = VerifyConfig(), *, unseen: Sequence[Labeled] | None = None,
             canary: str | None = None, exclude: Sequence[str] = (), progress=None) -> Verification:
-    """Verify a fast forget of `day` on a temporary copy of the device; the device itself is not changed."""
+    """Verify a fast forget of `day` on a copy of the device in DIR/.work/whatif-*/ (removed on return, by the
+    next recovery if this process dies, by any forget in the meantime); the device is not otherwise changed."""
     dev = Device.open(root)
-    with temp_dir_outside(dev.root, "assistant-forget-whatif-") as tmp:
-        copy_root = Path(tmp) / "device"
+    with workdir.working_copy(dev.root, "whatif") as tmp:
+        copy_root = tmp / "device"
         with dev.locked():
-            shutil.copytree(dev.root, copy_root, symlinks=True)
+            shutil.copytree(dev.root, copy_root, symlinks=True, ignore=_not_copied(dev.root))
+        crashpoints.hit("verify.copy_made")
         with session(copy_root) as eng:
             _, ver = verify_forget(eng, Selector("date", day, day), "fast", cfg, unseen=unseen, canary=canary,
                                    exclude=exclude, kind="what_if", progress=progress)
     return ver
+
+
+def _not_copied(root: Path):
+    """copytree's `ignore`: the device's lock and its work area (where the copy itself goes) stay behind."""
+    top = Path(root).resolve()
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {workdir.WORK, ".lock"} & set(names) if Path(folder).resolve() == top else set()
+    return ignore
 
 
 def audit(eng: Engine, receipt: dict, cfg: VerifyConfig = VerifyConfig(), *, unseen: Sequence[Labeled] | None = None,
@@ -329,9 +505,12 @@ def audit(eng: Engine, receipt: dict, cfg: VerifyConfig = VerifyConfig(), *, uns
     replay = exact_replay(eng, days[0] if days else None, progress)
     ver = evaluate(eng, replay, cfg, kind="audit", tier=receipt.get("tier", "?"), unseen=unseen, canary=canary,
                    day=days[0] if len(days) == 1 else None)
-    ver.summary["receipt"] = receipt["id"]
-    ver.summary["at_forget"] = (receipt.get("verification") or {}).get("at_forget")
-    attach(eng.dev.root, receipt["id"], {k: v for k, v in ver.summary.items() if k != "at_forget"}, at_forget=False)
+    stored = receipt.get("verification")
+    at_forget = public_summary(stored.get("at_forget")) if isinstance(stored, dict) else None
+    for s in (ver.exact, ver.summary):
+        s["receipt"] = receipt["id"]
+    attach(eng.dev.root, receipt["id"], dict(ver.summary), at_forget=False)
+    ver.summary["at_forget"] = ver.exact["at_forget"] = at_forget  # shown, not stored again in the audit
     return ver
 
 

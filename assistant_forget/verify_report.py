@@ -1,12 +1,19 @@
 """The verification report: the CLI's verdict table, report.md with PNG plots, verification.json. No text.
 
-Files (format 1) in the report directory, which is never inside the device directory:
+Everything here shows the public summary (verify.public_summary, format 2) and aggregates of the
+per-utterance scores, never a figure from which a forgotten text could be rebuilt: no exposure in bits, no
+single forgotten utterance's loss. Files (format 2) in the report directory, never inside the device
+directory:
 
     report.md          verdict, metrics, the forget-time verification of an audited receipt, plots
-    losses.png         histograms of per-utterance LM loss: forgotten / unseen / retained, one panel per model
-    roc.png            ROC curves of the loss-threshold MIA (and of LiRA when it ran), per model
-    exposure.png       canary exposure before the forget, after it and on the oracle (when a canary was given)
-    verification.json  the summary (verify.py)
+    losses.png         histograms of per-utterance LM loss: forgotten / unseen / retained, one panel per model,
+                       on BINS shared bins; the forgotten set only when at least verify.MIN_SET were attacked
+    roc.png            ROC curves of the loss-threshold MIA (and of LiRA when it ran), per model, computed on
+                       the same BINS bins (so they show no more than the histograms); only from MIN_SET
+                       forgotten utterances
+    exposure.png       the canary's exposure bucket after the forget among the buckets of its format, with
+                       the secrets each holds, pass/fail against the oracle and whether it was memorised
+    verification.json  the public summary (verify.py)
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ import numpy as np
 from .errors import BadInput
 from .fsio import atomic_write_bytes
 from .metrics import roc_curve
-from .verify import Verification
+from .verify import MIN_SET, Verification, bucket_edges, bucket_labels, bucket_shares, public_summary
 
-FORMAT = 1  # version of the report's layout
+FORMAT = 2  # version of the report's layout
+BINS = 30  # bins of the loss histograms, and of the scores the ROC curves are drawn from
 MODELS = ("before", "current", "oracle")  # plotting order
 PLOTS = ("losses.png", "roc.png", "exposure.png")  # every plot a report may hold
 SET_COLOURS = {"forgotten": "tab:red", "unseen": "tab:blue", "retained": "tab:green"}
@@ -48,17 +56,42 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def forgotten_shown(ver: Verification) -> bool:
+    """Whether figures over the forgotten utterances may be shown: at least MIN_SET of them were attacked."""
+    return "forgotten" in ver.losses and (ver.summary.get("counts") or {}).get("forgotten", 0) >= MIN_SET
+
+
+def shown_losses(ver: Verification) -> dict[str, dict[str, np.ndarray]]:
+    """The loss sets a plot may show: all but the forgotten one when it is too small."""
+    return {s: by for s, by in ver.losses.items() if s != "forgotten" or forgotten_shown(ver)}
+
+
+def binned(pos: np.ndarray, neg: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Scores replaced by the index of their bin among `bins` equal bins over both sets' range.
+
+    >>> [x.tolist() for x in binned(np.array([0.0, 0.5, 1.0]), np.array([0.26]), bins=4)]
+    [[0, 1, 3], [1]]
+    """
+    every = np.concatenate([pos, neg])
+    every = every[np.isfinite(every)]
+    lo, hi = (float(every.min()), float(every.max())) if every.size else (0.0, 1.0)
+    edges = np.linspace(lo, hi + 1e-9, bins + 1)
+    q = lambda x: np.digitize(np.nan_to_num(np.clip(x, lo, hi), nan=hi), edges[1:-1])  # noqa: E731
+    return q(pos), q(neg)
+
+
 def plot_losses(ver: Verification) -> bytes:
     """Histograms of the LM loss of each set, one panel per model, on shared bins."""
     from matplotlib.figure import Figure
 
-    models = [m for m in MODELS if any(m in by for by in ver.losses.values())]
-    every = np.concatenate([x for by in ver.losses.values() for x in by.values()])
-    bins = np.linspace(every.min(), every.max() + 1e-9, 31)
+    losses = shown_losses(ver)
+    models = [m for m in MODELS if any(m in by for by in losses.values())]
+    every = np.concatenate([x for by in losses.values() for x in by.values()])
+    bins = np.linspace(every.min(), every.max() + 1e-9, BINS + 1)
     fig = Figure(figsize=(4 * len(models), 3.2))
     for k, m in enumerate(models):
         ax = fig.add_subplot(1, len(models), k + 1)
-        for s, by in ver.losses.items():
+        for s, by in losses.items():
             if m in by:
                 ax.hist(by[m], bins=bins, density=True, alpha=0.45, color=SET_COLOURS[s], label=f"{s} ({len(by[m])})")
         ax.set(title=f"{m} model", xlabel="LM loss (nats / token)", ylabel="density")
@@ -67,13 +100,14 @@ def plot_losses(ver: Verification) -> bytes:
 
 
 def plot_roc(ver: Verification) -> bytes:
-    """ROC of the membership attacks (forgotten = positive, unseen = negative), per model."""
+    """ROC of the membership attacks (forgotten = positive, unseen = negative), per model, on binned scores:
+    a curve from exact scores would give each forgotten utterance's rank among the unseen ones."""
     from matplotlib.figure import Figure
 
-    attacks = [("loss-threshold MIA", {m: (-ver.losses["forgotten"][m], -ver.losses["unseen"][m])
+    attacks = [("loss-threshold MIA", {m: binned(-ver.losses["forgotten"][m], -ver.losses["unseen"][m])
                                        for m in MODELS if m in ver.losses.get("forgotten", {})})]
     if ver.lira:
-        attacks.append(("LiRA", {m: ver.lira[m] for m in MODELS if m in ver.lira}))
+        attacks.append(("LiRA", {m: binned(*ver.lira[m]) for m in MODELS if m in ver.lira}))
     fig = Figure(figsize=(4.2 * len(attacks), 3.8))
     for k, (title, curves) in enumerate(attacks):
         ax = fig.add_subplot(1, len(attacks), k + 1)
@@ -87,27 +121,38 @@ def plot_roc(ver: Verification) -> bytes:
 
 
 def plot_exposure(summary: dict) -> bytes:
-    """Canary exposure (rank and skew-normal estimate) per model."""
+    """The exposure buckets of the canary's format, the secrets each holds, the current model's highlighted."""
     from matplotlib.figure import Figure
 
     e = summary["exposure"]
-    models = [m for m in MODELS if m in e["rank_bits"]]
-    x = np.arange(len(models))
-    fig = Figure(figsize=(5, 3.4))
+    edges = bucket_edges(e["space"])
+    labels, shares = bucket_labels(edges), bucket_shares(e["space"], edges)
+    fig = Figure(figsize=(5.6, 3.4))
     ax = fig.add_subplot(1, 1, 1)
-    for off, key, label in ((-0.2, "rank_bits", "rank"), (0.2, "skew_normal_bits", "skew-normal")):
-        vals = [e[key][m] if e[key][m] is not None else np.nan for m in models]
-        ax.bar(x + off, vals, width=0.4, label=label)
-    ax.axhline(np.log2(e["candidates"] + 1), color="0.5", lw=0.8, ls="--", label="rank ceiling")
-    ax.set_xticks(x, models)
-    ax.set(ylabel="exposure (bits)", title=f"canary among {e['candidates']:,} secrets")
-    ax.legend(fontsize=8)
+    ax.bar(np.arange(len(labels)), shares, color=["tab:red" if b == e["bucket"] else "0.75" for b in labels])
+    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set(xlabel="exposure after the forget (bits)", ylabel="secrets of the format in the bucket",
+           title=f"canary after the forget: {e['bucket'] or 'not measured'}, among {e['candidates']:,} secrets\n"
+                 f"vs oracle + {e['threshold_bits']:g} bit: {_yes(e['passed'], 'pass', 'FAIL')}; memorised before "
+                 f"(>= oracle + {e['memorised_bits']:g} bits): {_yes(e['memorised_before'])}")
+    ax.title.set_fontsize(9)
     return _png(fig)
 
 
+def _yes(x: bool | None, yes: str = "yes", no: str = "no") -> str:
+    return "-" if x is None else (yes if x else no)
+
+
+def _exposure_words(e: dict) -> str:
+    """One line on a public exposure summary."""
+    return (f"{_yes(e['passed'], 'pass', 'FAIL')} against the oracle + {e['threshold_bits']:g} bit; memorised "
+            f"before the forget (>= oracle + {e['memorised_bits']:g} bits): {_yes(e['memorised_before'])}; "
+            f"among {e['candidates']:,} secrets")
+
+
 def format_verdict(summary: dict) -> str:
-    """The verdict table the CLI prints."""
-    s = summary
+    """The verdict table the CLI prints (of the public summary: `summary` is coarsened if it is an exact one)."""
+    s = public_summary(summary)
     head = (f"verify {s.get('day') or 'receipt ' + str(s.get('receipt', ''))[:8]} ({s['kind']}, {s['tier']} tier, "
             f"{s['weights']} weights): {'PASS' if s['passed'] else 'FAIL'}")
     lines = [head, f"{'check':22s} {'current':>9s} {'oracle':>9s} {'checked':>9s} {'threshold':>9s}  result"]
@@ -128,9 +173,10 @@ def format_verdict(summary: dict) -> str:
     if s["mia_auc"] and "before" in s["mia_auc"]:
         lines.append(f"{'MIA AUC before forget':22s} {_f(s['mia_auc']['before'])}")
     if s["exposure"]:
-        e = s["exposure"]["rank_bits"]
-        lines.append(f"{'exposure (bits)':22s} {_f(e['current'])} {_f(e['oracle'])}"
-                     + (f"  before {_f(e['before'])}" if "before" in e else ""))
+        e = s["exposure"]
+        lines.append(f"{'canary exposure':22s} {e['bucket'] or '-'}: {_exposure_words(e)}")
+    if s.get("forgotten_figures"):
+        lines.append(f"figures over forgotten utterances: {s['forgotten_figures']}")
     c = s["counts"]
     lines.append(f"utterances: {c['forgotten']} forgotten (+{c['forgotten_also_retained']} also said on retained "
                  f"days, not attacked), {c['unseen']} unseen ({c['unseen_source']}), {c['retained']} retained")
@@ -161,12 +207,15 @@ def _markdown(s: dict, plots: list[str]) -> str:
     lines += ["", "## Metrics", "", "| metric | " + " | ".join(MODELS) + " |", "|---|---|---|---|"]
     rows = [("MIA AUC (forgotten vs unseen)", s["mia_auc"]), ("LiRA AUC", s["lira_auc"])]
     rows += [(f"accuracy, {k}", v) for k, v in s["accuracy"].items()]
-    if s["exposure"]:
-        rows += [("exposure, rank (bits)", s["exposure"]["rank_bits"]),
-                 ("exposure, skew-normal (bits)", s["exposure"]["skew_normal_bits"])]
     lines += [f"| {name} | " + " | ".join(_num((v or {}).get(m)) for m in MODELS) + " |" for name, v in rows if v]
     lines += ["", "KL(oracle || current), nats: "
               + "; ".join(f"{h} {k} {_num(v)}" for h, by in s["kl"].items() for k, v in by.items()), ""]
+    if s.get("forgotten_figures"):
+        lines += [f"Figures over the forgotten utterances: {s['forgotten_figures']}.", ""]
+    if s["exposure"]:
+        e = s["exposure"]
+        lines += [f"Canary exposure after the forget: **{e['bucket'] or '-'}** ({_exposure_words(e)}). Only the "
+                  "bucket is kept: an exact figure would point at the secret.", ""]
     if "at_forget" in s:
         lines += ["## Verification at forget time", ""]
         lines += (["```json", json.dumps(s["at_forget"], indent=1, sort_keys=True), "```"] if s["at_forget"]
@@ -183,15 +232,17 @@ def write_report(ver: Verification, out: Path) -> Path:
     matplotlib.use("Agg")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    summary = public_summary(ver.summary)  # a format-2 summary as it is; never an exact one
     plots = {"losses.png": plot_losses(ver)}
-    if "forgotten" in ver.losses:
+    if forgotten_shown(ver):
         plots["roc.png"] = plot_roc(ver)
-    if ver.summary.get("exposure"):
-        plots["exposure.png"] = plot_exposure(ver.summary)
+    if summary.get("exposure"):
+        plots["exposure.png"] = plot_exposure(summary)
     for name in set(PLOTS) - set(plots):  # a plot of an earlier report that this one does not have
         (out / name).unlink(missing_ok=True)
     for name, data in plots.items():
         atomic_write_bytes(out / name, data)
-    atomic_write_bytes(out / "verification.json", (json.dumps(ver.summary, indent=2, sort_keys=True) + "\n").encode())
-    atomic_write_bytes(out / "report.md", _markdown(ver.summary, list(plots)).encode())
+    atomic_write_bytes(out / "verification.json",
+                       (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write_bytes(out / "report.md", _markdown(summary, list(plots)).encode("utf-8"))
     return out / "report.md"

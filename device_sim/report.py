@@ -1,7 +1,10 @@
 """The report of a simulation: a summary table, report.md with PNG plots, and run.json. No utterance text.
 
-Everything written here is dates, counts, metrics, versions and hashes: what the device did, never what the
-persona said (a contact request appears as the receipt's salted hash, the canary as a hash of its secret).
+Everything written here is dates, counts, metrics and versions: what the device did, never what the persona
+said, nor anything derived from it that a guess could be checked against (no hash of a contact's name, none of
+the canary's secret: with 10^5 secrets, hashing each finds it; the canary is named by how to draw it again,
+`random_secret(DEFAULT_CANARY_FORMAT, seed)`, as the whole synthetic persona is drawn from the seed).
+Verification results appear as their receipts store them (verify.public_summary: pass/fail and buckets).
 Files in the report directory (format 1):
 
     report.md      summary, plots, one row per forget receipt and per exact pass, one row per day
@@ -12,7 +15,6 @@ Files in the report directory (format 1):
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections import Counter
@@ -26,7 +28,7 @@ from assistant_forget.fsio import atomic_write_bytes
 if TYPE_CHECKING:
     from .simulate import DayStats, SimResult
 
-FORMAT = 1  # version of run.json's layout
+FORMAT = 2  # version of run.json's layout (2: no hashes of the canary or of contacts)
 FILES = ("report.md", "accuracy.png", "ledger.png", "run.json")  # what write_report writes
 WEEK = 7  # days in the "first week" and "last week" accuracy figures
 KIND_COLOURS = {"date": "tab:red", "range": "tab:purple", "contact": "tab:orange", "retention": "tab:gray"}
@@ -84,9 +86,16 @@ def verification_cell(v: object) -> str:
 
     >>> verification_cell(None), verification_cell({"passed": True, "auc": 0.51})
     ('not run', 'auc=0.51, passed=True')
+    >>> verification_cell({"format": 2, "at_forget": {"passed": True}, "audits": [{"passed": False}]})
+    'at forget: pass; audits: 1, last FAIL'
     """
     if v is None:
         return "not run"
+    if isinstance(v, dict) and "audits" in v:  # a receipt's verification (verify.py): verdicts only
+        word = lambda s: "not run" if not isinstance(s, dict) else ("pass" if s.get("passed") else "FAIL")  # noqa: E731
+        audits = v["audits"] if isinstance(v["audits"], list) else []
+        return f"at forget: {word(v.get('at_forget'))}; audits: {len(audits)}" + (
+            f", last {word(audits[-1])}" if audits else "")
     if isinstance(v, dict):
         return ", ".join(f"{k}={v[k]}" for k in sorted(v))
     return str(v)
@@ -103,15 +112,13 @@ def receipt_rows(result: "SimResult", receipts_by_id: dict[str, dict]) -> list[d
     rows = []
     for e in result.events:
         r = receipts_by_id.get(e.receipt["id"], e.receipt)
-        sel = r.get("selector", {})
-        rows.append({
+        rows.append({  # the selector is left out: for a contact it named the phrase (or a hash of it)
             "date": e.date, "kind": e.kind, "receipt": r["id"], "tier": r["tier"],
             "requested_mode": r.get("requested_mode"), "days": r.get("days", {}), "utterances": r.get("utterances"),
             "trained_days": r.get("trained_days"), "state": r.get("state"),
             "pending_exact_from": r.get("pending_exact_from"), "version_before": r.get("version_before"),
             "version_after": r.get("version_after"), "export_version": r.get("export_version"),
-            "timings_s": r.get("timings_s", {}), "phrase_sha256": sel.get("sha256"),
-            "verification": r.get("verification"),
+            "timings_s": r.get("timings_s", {}), "verification": r.get("verification"),
         })
     return rows
 
@@ -182,7 +189,7 @@ def run_json(result: "SimResult", rows: list[dict]) -> dict:
                                                  "export_version", "timings_s")} for p in result.exact_passes],
         "canary": {"date": (cfg.start + timedelta(days=result.canary.day_index(cfg.start, cfg.days))).isoformat(),
                    "repeats": result.canary.repeats,
-                   "secret_sha256": hashlib.sha256(result.canary.text.encode()).hexdigest()},
+                   "secret": "random_secret(DEFAULT_CANARY_FORMAT, seed)"},
         "final": {k: result.status[k] for k in ("utterances", "model_version", "state", "export_version",
                                                 "ledger_bytes", "receipts", "trained_days")},
         "wall_s": result.wall_s,
@@ -208,7 +215,7 @@ def _markdown(result: "SimResult", rows: list[dict], info: dict) -> str:
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r["timings_s"]
-        what = r["kind"] + (f" #{r['phrase_sha256'][:8]}" if r["phrase_sha256"] else "")
+        what = r["kind"]
         out.append(f"| {r['date']} | {what} | {r['tier']} | {_days_cell(r['days'])} | {r['utterances']} "
                    f"| {r['trained_days']} | {r['state']} | {r['version_before']} -> {r['version_after']} "
                    f"| {r['export_version']} | {t.get('delete', '')} | {t.get('model', '')} | {t.get('export', '')} "
@@ -229,8 +236,8 @@ def _markdown(result: "SimResult", rows: list[dict], info: dict) -> str:
     c = info["canary"]
     out += ["", "## Canary", "",
             f"A secret of `device_sim.canary.DEFAULT_CANARY_FORMAT` was said {c['repeats']} times on {c['date']}; "
-            f"SHA-256 of the secret: `{c['secret_sha256']}` (`random_secret(DEFAULT_CANARY_FORMAT, seed)` "
-            "gives it back to a verification).", ""]
+            "`random_secret(DEFAULT_CANARY_FORMAT, seed)` gives it back to a verification (`verify --canary`). "
+            "No hash of it is written: one would give it back to anyone who hashes the format's 10^5 secrets.", ""]
     return "\n".join(out)
 
 
@@ -246,6 +253,6 @@ def write_report(result: "SimResult", out_dir: Path) -> Path:
     info = run_json(result, rows)
     atomic_write_bytes(out_dir / "accuracy.png", _plot_accuracy(result))
     atomic_write_bytes(out_dir / "ledger.png", _plot_ledger(result))
-    atomic_write_bytes(out_dir / "run.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
-    atomic_write_bytes(result.report, _markdown(result, rows, info).encode())
+    atomic_write_bytes(out_dir / "run.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write_bytes(result.report, _markdown(result, rows, info).encode("utf-8"))
     return result.report

@@ -213,6 +213,7 @@ def _log_day(root: Path, records: list[dict]) -> None:
     """Log a day's utterances in the device's store, validated and given ids exactly as an import does."""
     import json
 
+    from assistant_forget import tombstones
     from assistant_forget.device import Device
     from assistant_forget.importer import validate_lines
     from assistant_forget.store import LogStore
@@ -222,6 +223,7 @@ def _log_day(root: Path, records: list[dict]) -> None:
     utterances = validate_lines(json.dumps(r) for r in records)
     dev = Device.open(root)
     with dev.locked(), LogStore(dev.store_path) as store:
+        tombstones.admit_rows(dev.root, [(u.id, u.local_date) for u in utterances])
         store.add(utterances)
 
 

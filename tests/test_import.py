@@ -158,14 +158,56 @@ def test_every_bad_line_is_reported_up_to_a_cap(tmp_path: Path) -> None:
     message = str(e.value)
     assert "30 problem(s) on 30 line(s)" in message
     assert "line 2: field 'intent'" in message and f"line {2 * MAX_REPORTED}: field 'intent'" in message
-    assert f"line {2 * MAX_REPORTED + 2}:" not in message and f"... and {30 - MAX_REPORTED} more" in message
+    assert f"line {2 * MAX_REPORTED + 2}:" not in message and f"(and {30 - MAX_REPORTED} more)" in message
+    assert "\n" not in message  # the CLI promises one line
 
 
 def test_a_line_with_several_problems_lists_each(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as e:
         validate_lines([line(text="", intent="nope", tz="Nowhere/City")])
-    assert [m.split(":")[1].strip() for m in str(e.value).splitlines()[1:]] == [
-        "field 'text'", "field 'intent'", "field 'tz'"]
+    message = str(e.value)
+    assert "\n" not in message and message.startswith("3 problem(s) on 1 line(s); nothing was imported: line 1: ")
+    parts = message.split(": ", 1)[1].split("; line ")
+    assert [p.split(": ")[1] for p in parts] == ["field 'text'", "field 'intent'", "field 'tz'"]
+
+
+def test_every_import_error_is_one_clean_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Many problems, JSON syntax errors (no 'at at'), surrogates, future dates: one line each, nothing created."""
+    lines = [line(tz="Mars/Base"), '{"text": "a\tb"}', line(intent="nope", id="x\ny"), "{" + "\n",
+             line().replace("wake me", "wake \\ud83d me"), line(timestamp="2999-06-01T10:00:00+00:00", tz="UTC")]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["import", str(path), "--device", str(tmp_path / "dev")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"{path}: 7 problem(s) on 6 line(s); nothing was imported: line 1: field 'tz'" in err
+    assert "line 2: not valid JSON: invalid control character at column 12" in err and "at at" not in err
+    assert "line 4: not valid JSON: expecting property name enclosed in double quotes at column 2" in err
+    assert "line 3: field 'id': contains a control character" in err  # a blank line 5 is skipped
+    assert "line 6: field 'text': contains an unpaired surrogate ('\\ud83d')" in err
+    assert "line 7: field 'timestamp': local date 2999-06-01 is in the future (the latest date anywhere now is " in err
+    assert not (tmp_path / "dev").exists()
+
+
+@pytest.mark.parametrize("timestamp, tz", [("2999-06-01T10:00:00+00:00", "UTC"),
+                                           ("2999-06-01T10:00:00+14:00", "Pacific/Kiritimati")])
+def test_a_future_local_date_is_refused_like_forget_refuses_it(timestamp: str, tz: str, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match=r"line 1: field 'timestamp': local date 2999-06-01 is in the future "
+                                       r"\(the latest date anywhere now is \d{4}-\d\d-\d\d\)"):
+        validate_lines([line(timestamp=timestamp, tz=tz)])
+
+
+def test_the_latest_local_day_on_earth_is_accepted(tmp_path: Path) -> None:
+    """Kiritimati (UTC+14) is already on the latest date: a line spoken there now imports, and can be forgotten."""
+    from datetime import datetime, timedelta, timezone
+
+    from assistant_forget.localtime import latest_local_date
+    now = datetime.now(timezone(timedelta(hours=14))).replace(microsecond=0)
+    [u] = validate_lines([line(timestamp=now.isoformat(), tz="Pacific/Kiritimati")])
+    assert u.local_date <= latest_local_date().isoformat()
+    tomorrow = (now + timedelta(days=1)).isoformat()
+    with pytest.raises(BadInput, match="is in the future"):
+        validate_lines([line(timestamp=tomorrow, tz="Pacific/Kiritimati")])
 
 
 def test_seed_of_an_existing_device_cannot_change(device: Path, tmp_path: Path) -> None:
@@ -179,10 +221,10 @@ def test_missing_file_or_a_file_as_device_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="no such file"):
         import_jsonl(tmp_path / "dev", tmp_path / "absent.jsonl")
     assert not (tmp_path / "dev").exists()
-    (tmp_path / "plain").write_text("not a device")
+    (tmp_path / "plain").write_text("not a device", encoding="utf-8")
     with pytest.raises(BadInput, match="is a file, not a device directory"):
         import_jsonl(tmp_path / "plain", write(tmp_path / "log.jsonl", GOOD))
-    assert (tmp_path / "plain").read_text() == "not a device"
+    assert (tmp_path / "plain").read_text(encoding="utf-8") == "not a device"
 
 
 def test_cli_import_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -62,7 +62,7 @@ def test_publish_writes_one_verified_version(device_root, make_model, tokenizer_
     version = publish(device_root, model, tokenizer_path, labels, "exact")
     ex = device_root / "exports"
     assert sorted(os.listdir(ex)) == sorted([CURRENT, version])
-    assert (ex / CURRENT).read_text() == version + "\n"
+    assert (ex / CURRENT).read_text(encoding="utf-8") == version + "\n"
     assert current_version(device_root) == version and current_export(device_root) == ex / version
     manifest = verify_export(ex / version)
     assert manifest["version"] == version and manifest["state"] == "exact" and manifest["formats"] == ["onnx"]
@@ -147,7 +147,7 @@ def test_bad_input_changes_nothing(device_root, make_model, tokenizer_path, labe
 def test_a_corrupt_current_file_is_reported(device_root, make_model, tokenizer_path, labels):
     assert current_export(device_root) is None
     publish(device_root, make_model(seed=0), tokenizer_path, labels, "exact")
-    (device_root / "exports" / CURRENT).write_text("../../etc\n")
+    (device_root / "exports" / CURRENT).write_text("../../etc\n", encoding="utf-8")
     with pytest.raises(CorruptFile, match="not an export version"):
         current_export(device_root)
 
@@ -159,7 +159,8 @@ def test_a_reader_never_sees_a_half_written_or_mixed_version(device_root, make_m
     stop = tmp_path / "stop"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     reader = subprocess.Popen([sys.executable, "-c", READER, str(device_root), str(stop)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                              env=env)
     try:
         assert reader.stdout.readline().strip() == "ready"
         published, i, until = [], 1, time.monotonic() + 2.0  # publishing takes ms: keep the reader busy

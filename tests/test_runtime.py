@@ -47,7 +47,8 @@ def test_importing_and_predicting_leaves_torch_out(device_root, model, tokenizer
             "s = rt.suggest('set an', k=2); "
             "print(json.dumps([r.label, len(s), sorted(m for m in sys.modules if m.split('.')[0] == 'torch')]))")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",
+                         env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     label, n, torch_modules = json.loads(out.stdout.strip().splitlines()[-1])
     assert label in labels and n == 2 and torch_modules == []
@@ -120,6 +121,23 @@ def test_bad_input_is_refused(runtime):
         runtime.run(too_long, np.ones_like(too_long))
     with pytest.raises(BadInput, match="int64"):
         runtime.run(too_long[:, :4].astype(np.int32), np.ones((1, 4), dtype=np.int32))
+
+
+@pytest.mark.parametrize("text", ["hello \ud83d world", "\udc00", "end \udfff", "\ud83d\ud83d", "a\udcc3b"])
+def test_a_lone_surrogate_is_refused_as_bad_input_not_a_pybind_error(runtime, text):
+    """docs/mobile.md: every *valid* string encodes; a lone surrogate has no UTF-8 form, so it is BadInput."""
+    index = next(i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF)
+    for call in (runtime.intent, runtime.encode, runtime.suggest, lambda t: runtime.suggest(t + " ")):
+        with pytest.raises(BadInput, match=rf"contains an unpaired surrogate \('\\u[0-9a-f]{{4}}' at index {index}\); "
+                                           r"it must be valid Unicode"):
+            call(text)
+
+
+@pytest.mark.parametrize("text", ["hello \U0001f382 world", "a\x00b", "\ufeff", "", "\u200b\u200d", "\U0010ffff",
+                                  "e\u0301" * 50, "👨\u200d👩\u200d👧"])
+def test_every_valid_string_encodes_and_gets_an_answer(runtime, text):
+    assert runtime.intent(text).label in runtime.labels
+    assert isinstance(runtime.suggest(text, k=2), list)
 
 
 def test_a_foreign_tokenizer_or_broken_model_is_refused(model, tokenizer_path, labels, tmp_path):

@@ -142,6 +142,25 @@ def test_add_is_all_or_nothing(db: Path) -> None:
             assert s.all() == [good]
 
 
+def test_add_refuses_a_local_date_after_the_latest_date_on_earth(db: Path) -> None:
+    """The bound `forget --date` uses (localtime.latest_local_date): every stored day can be forgotten."""
+    from datetime import datetime, timedelta, timezone
+
+    from assistant_forget.localtime import latest_local_date
+    kiritimati = datetime.now(timezone(timedelta(hours=14)))
+    today_there = utt("now in Kiritimati", kiritimati.isoformat(timespec="seconds"), "Pacific/Kiritimati", uid="k")
+    assert today_there.local_date == latest_local_date().isoformat()
+    with LogStore(db) as s:
+        assert s.add([today_there]) == 1
+        for row in (utt("far", "2999-06-01T10:00:00+00:00", "UTC", uid="f"),
+                    utt("tomorrow", (kiritimati + timedelta(days=1)).isoformat(timespec="seconds"),
+                        "Pacific/Kiritimati", uid="t")):
+            with pytest.raises(BadInput, match=r"local_date: local date \d{4}-\d\d-\d\d is in the future \(the latest "
+                                               r"date anywhere now is \d{4}-\d\d-\d\d\)"):
+                s.add([row])
+        assert [u.id for u in s.all()] == ["k"]
+
+
 def test_deletions_by_each_selector(db: Path) -> None:
     rows = synthetic_log(days=6, per_day=5)
     with LogStore(db) as s:

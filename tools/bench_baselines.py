@@ -257,9 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(summary, bool(args.lira)))
     print(f"\nbaselines: {bcfg}\npersonalisation: {PersonalizationConfig()}\ntotal {time.perf_counter() - t0:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "baselines": asdict(bcfg), "personalization": asdict(PersonalizationConfig()),
-                                         "days": per_day, "summary": summary}, indent=2, default=float))
+        out = {"args": {k: str(v) for k, v in vars(args).items()}, "baselines": asdict(bcfg),
+               "personalization": asdict(PersonalizationConfig()), "days": per_day, "summary": summary}
+        args.json.write_text(json.dumps(out, indent=2, default=float), encoding="utf-8")
     return 0
 
 

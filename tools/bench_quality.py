@@ -41,11 +41,11 @@ import torch
 from assistant_forget import api, metrics
 from assistant_forget.forget import Selector
 from assistant_forget.personalize import DayTrainer, PersonalizationConfig
-from assistant_forget.verify import VerifyConfig, current_backend, exposure, verify_forget
+from assistant_forget.verify import MEMORISED_BITS, VerifyConfig, current_backend, exposure, verify_forget
 from bench_devices import build, heldout, plant, secrets as canary_secrets
 
 TH = metrics.Thresholds()
-BEFORE_BITS = 8.0  # a canary must be at least this many bits more exposed than the oracle before forgetting
+BEFORE_BITS = MEMORISED_BITS  # a canary must be at least this many bits more exposed than the oracle before forgetting
 
 
 def forget_once(src: Path, work: Path, day: str, canary: str, unseen: list, cfg: VerifyConfig,
@@ -66,9 +66,9 @@ def forget_once(src: Path, work: Path, day: str, canary: str, unseen: list, cfg:
         receipt, ver = verify_forget(eng, Selector("date", day, day), "fast", cfg, unseen=unseen,
                                      canary=None if repair_steps is not None else canary, oracle=oracle)
         if repair_steps is not None:
-            ver.summary["exposure"] = exposure({"current": current_backend(eng, cfg)}, canary, (), cfg)
+            ver.exact["exposure"] = exposure({"current": current_backend(eng, cfg)}, canary, (), cfg)
     shutil.rmtree(dev)
-    s = ver.summary
+    s = ver.exact  # the exact figures, in memory (the stored summary keeps only buckets and pass/fail)
     row = {"day": day, "forgotten": s["counts"]["forgotten"], "also_retained": s["counts"]["forgotten_also_retained"],
            "mia": s["mia_auc"], "lira": s["lira_auc"], "accuracy_unseen": s["accuracy"]["unseen"],
            "accuracy_retained": s["accuracy"]["retained"],
@@ -229,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"personalisation: {PersonalizationConfig()}")
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "personalization": asdict(PersonalizationConfig()), "rows": rows,
-                                         "summary": summary, "tradeoff": curve}, indent=2))
+        out = {"args": {k: str(v) for k, v in vars(args).items()}, "personalization": asdict(PersonalizationConfig()),
+               "rows": rows, "summary": summary, "tradeoff": curve}
+        args.json.write_text(json.dumps(out, indent=2), encoding="utf-8")
     if args.plot and curve:
         plot_tradeoff(curve, args.plot)
     return 0
