@@ -96,7 +96,7 @@ def read_checksums(root: Path) -> dict[str, str]:
     """checksums.json of a base directory; CorruptFile when missing, malformed or incomplete."""
     path = root / "checksums.json"
     try:
-        sums = json.loads(path.read_text())
+        sums = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CorruptFile(f"{path}: missing; {root} is not a base-model directory "
                           "(build one with tools/build_base_model.py)") from None

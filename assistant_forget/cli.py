@@ -229,7 +229,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     for r in rows:
         sel = r.get("selector", {})
         what = {"date": lambda: sel["from"], "range": lambda: f"{sel['from']}..{sel['to']}",
-                "utterance": lambda: f"{sel['count']} id(s)", "contains": lambda: f"phrase #{sel['sha256'][:8]}"}
+                "utterance": lambda: f"{sel['count']} id(s)", "contains": lambda: "a phrase"}
         desc = what.get(sel.get("kind"), lambda: "")()
         print(f"{r['time_utc']}  {r['type']:10s} {r['tier']:6s} {desc:24s} "
               f"{r.get('version_before', '')} -> {r.get('version_after', '')}  {r['id'][:8]}")
@@ -277,7 +277,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _configure_verify(p: argparse.ArgumentParser) -> None:
     _device_arg(p)
     p.add_argument("--date", metavar="DATE", help="a local day, YYYY-MM-DD: audit its forget receipt, or, if it is "
-                                                  "not forgotten yet, a what-if fast forget on a temporary copy "
+                                                  "not forgotten yet, a what-if fast forget on a working copy inside DIR/.work "
                                                   "(default: audit the latest forget)")
     p.add_argument("--weights", default="onnx", help="onnx (the exported model the app runs, default) | torch")
     p.add_argument("--unseen", type=Path, metavar="FILE", help="JSONL of held-out utterances (text, intent) the "

@@ -15,7 +15,7 @@ OOS = "oos"  # the out-of-scope label
 @lru_cache(maxsize=1)
 def load_clinc() -> dict[str, list[tuple[str, str]]]:
     """All splits of CLINC150 "full": train, val, test, oos_train, oos_val, oos_test -> [(text, intent)]."""
-    raw = resources.files("assistant_forget").joinpath("resources/clinc150/data_full.json").read_text()
+    raw = resources.files("assistant_forget").joinpath("resources/clinc150/data_full.json").read_text(encoding="utf-8")
     return {split: [(t, i) for t, i in rows] for split, rows in json.loads(raw).items()}
 
 

@@ -82,7 +82,7 @@ def hit(name: str) -> None:
     if _at is None and _log is None:
         return
     if _log is not None:
-        with open(_log, "a") as f:
+        with open(_log, "a", encoding="utf-8") as f:
             f.write(name + "\n")
     if name == _at:
         global _count

@@ -276,13 +276,13 @@ def _canonicalize_mlpackage(path: Path, version: str) -> None:
     from coremltools.proto import Model_pb2
 
     manifest_path = path / "Manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     renames = {old: str(uuid.UUID(bytes=bytes.fromhex(sha256_bytes(f"{version}/{e['path']}".encode())[:32]),
                                   version=4))
                for old, e in manifest["itemInfoEntries"].items()}
     manifest["itemInfoEntries"] = {renames[k]: v for k, v in manifest["itemInfoEntries"].items()}
     manifest["rootModelIdentifier"] = renames[manifest["rootModelIdentifier"]]
-    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n", encoding="utf-8")
     spec_path = _spec_path(path)
     spec = Model_pb2.Model()
     spec.ParseFromString(spec_path.read_bytes())
@@ -292,7 +292,7 @@ def _canonicalize_mlpackage(path: Path, version: str) -> None:
 def _spec_path(pkg: Path) -> Path:
     """The model.mlmodel a package's Manifest.json names as its root model."""
     try:
-        manifest = json.loads((pkg / "Manifest.json").read_text())
+        manifest = json.loads((pkg / "Manifest.json").read_text(encoding="utf-8"))
         entry = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]
         return pkg / "Data" / entry["path"]
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -44,7 +44,7 @@ def zone_names() -> frozenset[str]:
     >>> "Europe/London" in zone_names(), "Mars/Olympus_Mons" in zone_names()
     (True, False)
     """
-    listing = resources.files("tzdata").joinpath("zones").read_text()
+    listing = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
     return frozenset(line.strip() for line in listing.splitlines() if line.strip()) - EXCLUDED_ZONES
 
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import crashpoints
 from .device import Device
 from .errors import BadInput, CorruptFile, ForgetError
+from .fsio import check_writable as check_writable_paths
 from .fsio import TMP_PREFIX, atomic_write_bytes, fsync_dir, sealed_json_bytes, sha256_file, unseal_json
 
 if TYPE_CHECKING:
@@ -408,13 +409,7 @@ def check_writable(device_root: Path) -> None:
 
 
 def _probe(folder: Path, unchanged: str) -> None:
-    probe = folder / f"{TMP_PREFIX}probe.{os.getpid()}"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(probe)
-    except OSError as e:
-        raise ForgetError(f"{folder}: does not take new files ({e.strerror}); make it writable (`chattr -i`?) "
-                          f"and run the command again ({unchanged})") from None
+    check_writable_paths(dirs=[folder])
 
 
 def _openable(path: Path, what: str, unchanged: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import receipts, tombstones
 from .device import Device
-from .forget import JOURNAL
+from .forget import JOURNAL, MAINTAIN_JOURNAL
 from .ledger import Ledger
 from .publish import current_version
 from .store import LogStore
@@ -37,7 +37,7 @@ def device_status(root: Path) -> dict:
         "state": "stale" if problems else "approximate" if m.approximate else "exact",
         "problems": problems, "forgotten_days": sorted(tomb.days),
         "pending_exact_from": m.pending_exact_from,
-        "pending_forget": (dev.root / JOURNAL).exists(),
+        "pending_forget": (dev.root / JOURNAL).exists() or (dev.root / MAINTAIN_JOURNAL).exists(),
         "export_version": current_version(dev.root),
         "ledger_bytes": ledger.size_bytes() if m.days else 0,
         "receipts": len(receipts.read_all(dev.root)),
