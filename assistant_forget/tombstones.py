@@ -63,12 +63,14 @@ class Tombstones:
         for day in whole_days:
             t = self.days.setdefault(day, Tombstone(True))
             t.whole, t.kept = True, set()
-            t.receipts.append(receipt) if receipt not in t.receipts else None
+            if receipt not in t.receipts:
+                t.receipts.append(receipt)
         for day, kept in partial.items():
             t = self.days.setdefault(day, Tombstone(False))
             if not t.whole:
                 t.kept = set(kept) - gone  # what the log holds on the day now is the whole truth
-            t.receipts.append(receipt) if receipt not in t.receipts else None
+            if receipt not in t.receipts:
+                t.receipts.append(receipt)
 
     def stale(self, rows_by_day: dict[str, list[str]]) -> dict[str, list[str]]:
         """Of the log's ids on tombstoned days ({day: [ids]}), those a forget removed: {day: [ids]}."""

@@ -97,7 +97,7 @@ def test_armed_point_kills_at_the_nth_hit_and_unarmed_costs_nothing(tmp_path: Pa
 @pytest.mark.parametrize("point,op,n", PLAN, ids=[p for p, _, _ in PLAN])
 def test_kill_at_crash_point_then_recover(outcomes: dict[str, ci.Outcome], point: str, op: str, n: int) -> None:
     out = outcomes[point]
-    assert out.killed, f"{op} never reached {point} #{n}"
+    assert out.killed, f"{op} never reached {point} #{n}: {out.after_kill}"
     assert out.after_kill == []  # no known window is left: every kill leaves a device a reader can use
     assert out.after_recovery == []
     if op.startswith("forget"):

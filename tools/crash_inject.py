@@ -478,13 +478,17 @@ class Harness:
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGKILL)
             proc.join()
+            raised = recv.recv() if not proc.exitcode == -signal.SIGKILL and recv.poll() else None
             recv.close()
             killed = proc.exitcode == -signal.SIGKILL
         out = Outcome(op, "point" if point else "delay", point, n if point else None, delay, killed, "")
+        if not cli and raised is not None and raised[0] == "error":
+            out.after_kill.append(f"{op} raised instead of reaching its kill: {raised[1].splitlines()[0]}")
         try:
             res = self.call("after_crash", str(dev), op, self.info["day"], self.info["texts"],
                             str(self.templates / REFERENCE[op]), tmpdir=tmpdir)
-            out.phase, out.after_kill, out.after_recovery = res["phase"], res["after_kill"], res["after_recovery"]
+            out.phase, out.after_recovery = res["phase"], res["after_recovery"]
+            out.after_kill = out.after_kill + res["after_kill"]
         except RuntimeError as e:
             out.after_recovery = [str(e)]
         out.after_recovery += outside_checks(self._outside(dev), self.info["texts"])
