@@ -267,11 +267,7 @@ def _discard_ledger(eng: Engine, tomb: tombstones.Tombstones) -> None:
 
 def _reforget_restored_rows(eng: Engine, tomb: tombstones.Tombstones) -> None:
     """Delete again the log rows of forgotten days that a restored copy of the log brought back."""
-    if not tomb.days:
-        return
-    counts = eng.store.day_counts()
-    on_days = {d: [u.id for u in eng.store.by_day(d)] for d in tomb.days if d in counts}
-    stale = tomb.stale(on_days)
+    stale = tomb.restored(eng.store)
     if not stale:
         return
     eng.store.delete_ids([i for ids in stale.values() for i in ids])

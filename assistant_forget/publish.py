@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Sequence
 from . import crashpoints
 from .device import Device
 from .errors import BadInput, CorruptFile, ForgetError
+from .fsio import TMP_PREFIX, atomic_write_bytes, exchange_dirs, fsync_dir, sealed_json_bytes, sha256_file, unseal_json
 from .fsio import check_writable as check_writable_paths
-from .fsio import TMP_PREFIX, atomic_write_bytes, fsync_dir, sealed_json_bytes, sha256_file, unseal_json
 
 if TYPE_CHECKING:
     from .export import ExportSpec
@@ -255,60 +255,6 @@ def _replace_dir(new: Path, target: Path, aside: Path) -> None:
     os.rename(target, aside)  # fallback: two renames, not atomic together
     os.rename(new, target)
     shutil.rmtree(aside, ignore_errors=True)
-
-
-_RENAME_EXCHANGE = 2  # linux/fs.h: atomically exchange two existing paths
-_RENAME_SWAP = 2  # macOS sys/stdio.h: renamex_np's atomic exchange
-_AT_FDCWD = -100  # linux/fcntl.h: paths relative to the working directory
-_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}  # kernel or file system lacks it
-_exchange_fn = None  # cached (name, function) once looked up; (None, None) when the C library has none
-
-
-def _exchange_function():
-    """renameat2 (Linux) or renamex_np (macOS) from the C library, looked up once; ctypes loads lazily."""
-    global _exchange_fn
-    if _exchange_fn is None:
-        _exchange_fn = (None, None)
-        try:
-            import ctypes
-            import ctypes.util
-
-            libc = ctypes.CDLL(ctypes.util.find_library("c") if sys.platform == "darwin" else None, use_errno=True)
-            if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):  # glibc >= 2.28, musl >= 1.2.3
-                fn = libc.renameat2
-                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-                fn.restype = ctypes.c_int
-                _exchange_fn = ("renameat2", fn)
-            elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):  # macOS >= 10.12
-                fn = libc.renamex_np
-                fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
-                fn.restype = ctypes.c_int
-                _exchange_fn = ("renamex_np", fn)
-        except (ImportError, OSError, AttributeError):
-            pass
-    return _exchange_fn
-
-
-def exchange_dirs(a: Path, b: Path) -> bool:
-    """Atomically swap the two existing paths `a` and `b`; False (nothing changed) where that is unsupported.
-
-    Linux: renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) (kernel >= 3.15; ENOSYS or EINVAL where the
-    kernel or the file system lacks it). macOS: renamex_np(a, b, RENAME_SWAP). Elsewhere (Windows, other C
-    libraries) False: the caller falls back to two renames. Any other error is raised as OSError.
-    """
-    name, fn = _exchange_function()
-    if fn is None:
-        return False
-    import ctypes
-
-    src, dst = os.fsencode(os.path.abspath(a)), os.fsencode(os.path.abspath(b))
-    rc = fn(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_EXCHANGE) if name == "renameat2" else fn(src, dst, _RENAME_SWAP)
-    if rc == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in _UNSUPPORTED:
-        return False
-    raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
 def _roll_back(root: Path, version: str) -> None:

@@ -15,15 +15,13 @@ from .store import LogStore
 def device_status(root: Path) -> dict:
     """Utterances per local day, the model version and trained days, the export, and pending work."""
     dev = Device.open(root)
-    with LogStore(dev.store_path, readonly=True) as store:
-        days = store.day_counts()
-    ledger = Ledger(dev.root / "ledger")
     tomb = tombstones.load(dev.root)
+    with LogStore(dev.store_path, readonly=True) as store:
+        days, restored = store.day_counts(), tomb.restored(store)
+    ledger = Ledger(dev.root / "ledger")
     bound = tomb.binds(ledger.digest() if ledger.exists() else None)
     m = ledger.load_manifest()
     trained = set(m.days)
-    with LogStore(dev.store_path, readonly=True) as store:
-        restored = tomb.stale({d: [u.id for u in store.by_day(d)] for d in tomb.days if d in days})
     problems = ([] if bound else ["the ledger is not the one this device last committed (a restored backup or "
                                   "another device's); the next writing command discards it"])
     problems += ([f"{sum(map(len, restored.values()))} log row(s) on forgotten days came back (a restored log); "

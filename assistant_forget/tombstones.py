@@ -82,6 +82,13 @@ class Tombstones:
                 out[day] = sorted(bad)
         return out
 
+    def restored(self, store) -> dict[str, list[str]]:
+        """The ids in the log `store` that a forget removed (put back by a restored log), by day."""
+        if not self.days:
+            return {}
+        counts = store.day_counts()
+        return self.stale({d: [u.id for u in store.by_day(d)] for d in self.days if d in counts})
+
     def admit(self, rows: Iterable[tuple[str, str]]) -> bool:
         """Check new log rows (id, local day) against the tombstones before they are stored.
 

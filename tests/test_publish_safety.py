@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from assistant_forget import crashpoints
+from assistant_forget import crashpoints, fsio
 from assistant_forget import publish as pub
 from assistant_forget.errors import CorruptFile, ForgetError
 from assistant_forget.publish import (COREML_DIR, CURRENT, check_writable, current_export, current_version,
@@ -151,9 +151,9 @@ def test_unsupported_exchange_errors_mean_fallback(tmp_path: Path, monkeypatch) 
         return fn
 
     for err in (errno.ENOSYS, errno.EINVAL):  # old kernel; file system without RENAME_EXCHANGE
-        monkeypatch.setattr(pub, "_exchange_fn", ("renameat2", fails(err)))
+        monkeypatch.setattr(fsio, "_exchange_fn", ("renameat2", fails(err)))
         assert exchange_dirs(a, b) is False
-    monkeypatch.setattr(pub, "_exchange_fn", (None, None))  # no such function in the C library
+    monkeypatch.setattr(fsio, "_exchange_fn", (None, None))  # no such function in the C library
     assert exchange_dirs(a, b) is False
 
 
