@@ -10,40 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from . import forget as forgetting
-from . import receipts
-from .device import Device
-from .engine import Engine, open_engine
-from .errors import BadInput
-from .localtime import parse_date
-from .store import LogStore
-from .timeline import Progress
+from .runner import forget as forgetting
+from .device import receipts
+from .device.device import Device
+from .runner.engine import Engine, open_engine
+from .runner.selector import Selector
+from .runner.session import session
+from .core.errors import BadInput
+from .device.localtime import parse_date
+from .device.store import LogStore
+from .core.timeline import Progress
 
 FORMATS = ("onnx", "coreml")
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread: the model is tiny, extra threads only contend (10x slower on a busy
-    2-core machine), and one thread gives the same floating-point results on every machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
-def session(root: Path, progress: Progress | None = None) -> Iterator[Engine]:
-    """Open a device for writing: lock, store, engine; roll forward an interrupted forget."""
-    dev = Device.open(root)
-    with dev.locked(), LogStore(dev.store_path) as store, one_torch_thread():
-        eng = open_engine(dev, store)
-        forgetting.recover(eng, progress)
-        yield eng
 
 
 def parse_formats(spec: str | None) -> tuple[str, ...] | None:
@@ -90,10 +68,9 @@ def export(root: Path, formats: str | None = None) -> dict:
 def forget(root: Path, *, date: str | None = None, start: str | None = None, end: str | None = None,
            ids: list[str] | None = None, contains: str | None = None, mode: str = "auto",
            dry_run: bool = False, progress: Progress | None = None) -> dict:
-    """Forget what the selector names (see forget.py); with `dry_run`, only the plan."""
-    sel = forgetting.Selector.parse(date_=date, start=start, end=end, ids=ids, contains=contains)
-    if mode not in forgetting.MODES:
-        raise BadInput(f"--mode must be one of {', '.join(forgetting.MODES)}, got {mode!r}")
+    """Forget what the selector names (see runner/forget.py); with `dry_run`, only the plan."""
+    sel = Selector.parse(date_=date, start=start, end=end, ids=ids, contains=contains)
+    forgetting.resolve(mode)
     if dry_run:
         dev = Device.open(root)
         with LogStore(dev.store_path, readonly=True) as store:
@@ -116,7 +93,7 @@ def _has_export(eng: Engine) -> bool:
 
 def status(root: Path) -> dict:
     """The device's status (see status.py); reads only."""
-    from .status import device_status
+    from .runner.status import device_status
 
     return device_status(root)
 
@@ -132,14 +109,13 @@ def retain(root: Path, keep_days: int, today: str, mode: str = "auto",
 
     if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 1:
         raise BadInput(f"keep_days must be an integer >= 1 (the number of recent days to keep), got {keep_days!r}")
-    if mode not in forgetting.MODES:
-        raise BadInput(f"--mode must be one of {', '.join(forgetting.MODES)}, got {mode!r}")
+    forgetting.resolve(mode)
     cutoff = (parse_date(today) - timedelta(days=keep_days)).isoformat()
     with session(root, progress) as eng:
         old = [d for d in eng.store.day_counts() if d <= cutoff]
         if not old:
             return None
-        receipt = forgetting.forget(eng, forgetting.Selector("range", old[0], old[-1]), mode, progress)
+        receipt = forgetting.forget(eng, Selector("range", old[0], old[-1]), mode, progress)
         policy = {"trigger": "retention", "keep_days": keep_days}
         receipts.append(eng.dev.root, {"id": receipt["id"], **policy})
         return {**receipt, **policy}
@@ -148,11 +124,11 @@ def retain(root: Path, keep_days: int, today: str, mode: str = "auto",
 def verify(root: Path, date: str | None = None, *, weights: str = "onnx", unseen: Path | None = None,
            canary: str | None = None, lira: int = 0, report: Path | None = None,
            progress: Progress | None = None) -> dict:
-    """Verify a forget and write a report (see verify.py): a what-if for a day not yet forgotten, else an
+    """Verify a forget and write a report (see verify/verification.py): a what-if for a day not yet forgotten, else an
     audit of the receipt that covers `date` (the latest forget without a date). Returns the summary plus
     "report", the report's path. The device changes only by the audit's receipt line."""
-    from . import verify as verifying
-    from .verify_report import report_dir, write_report
+    from .verify import verification as verifying
+    from .verify.report import report_dir, write_report
 
     cfg = verifying.VerifyConfig(weights=weights, lira_pairs=lira)
     day = parse_date(date).isoformat() if date is not None else None
@@ -160,3 +136,84 @@ def verify(root: Path, date: str | None = None, *, weights: str = "onnx", unseen
     held = verifying.read_labeled(unseen) if unseen is not None else None
     ver = verifying.run(root, day, cfg, unseen=held, canary=canary, progress=progress)
     return {**ver.summary, "report": str(write_report(ver, out))}
+
+
+# -- your own model ----------------------------------------------------------------------------------
+class ModelDevice:
+    """A device directory holding your own model family's data, ledger and receipts (see `open_device`).
+
+    Every method runs under the device lock the `open_device` block holds; a forget is journaled and
+    crash-safe exactly as on the assistant (a crash mid-forget is finished when the device is next opened).
+    """
+
+    def __init__(self, eng: Engine) -> None:
+        self._eng = eng
+
+    @property
+    def root(self) -> Path:
+        return self._eng.dev.root
+
+    @property
+    def model(self):
+        """The current model (its personal parameters as the ledger holds them)."""
+        return self._eng.model
+
+    def add(self, data: dict) -> int:
+        """Store a keyed dataset {key: [(input tensor, target tensor), ...]}; returns how many items were added.
+
+        A key that was forgotten whole is refused (BadInput): its data stays forgotten."""
+        from .device import tombstones
+        from .families.module import items_of
+
+        items = items_of(data)
+        tombstones.admit_rows(self.root, [(i.id, i.key) for i in items])
+        return self._eng.store.add(items)
+
+    def train(self, until: str | None = None, progress: Progress | None = None) -> dict:
+        """Train every key not yet trained (in key order), replaying after changed keys; re-export."""
+        before = self._eng.manifest().version
+        plan = self._eng.plan(until)
+        self._eng.sync(until, progress)
+        m = self._eng.manifest()
+        export = self._eng.publish() if m.version != before else None
+        return {"trained_days": plan.days, "version": m.version, "export_version": export}
+
+    def forget(self, keys: list[str] | None = None, ids: list[str] | None = None, mode="auto",
+               dry_run: bool = False, progress: Progress | None = None) -> dict:
+        """Forget whole keys or single items with a registered method (a name or a Method); the receipt.
+
+        With `dry_run`, only the plan."""
+        if (keys is None) == (ids is None):
+            raise BadInput("give exactly one of keys=[...] or ids=[...]")
+        sel = Selector.keys(keys) if keys is not None else Selector.parse(ids=list(ids))
+        if dry_run:
+            return {"dry_run": True, **forgetting.make_plan(self._eng, sel, mode).summary()}
+        return forgetting.forget(self._eng, sel, mode, progress)
+
+    def maintain(self, progress: Progress | None = None) -> dict | None:
+        """Run the exact pass an approximate forget left pending; its receipt, or None."""
+        return forgetting.maintain(self._eng, progress)
+
+    def history(self) -> list[dict]:
+        """Every receipt, oldest first."""
+        return receipts.read_all(self.root)
+
+    def status(self) -> dict:
+        m = self._eng.manifest()
+        return {"items": self._eng.store.day_counts(), "model_version": m.version or "initial",
+                "trained_days": sorted(m.days), "state": "approximate" if m.approximate else "exact",
+                "pending_exact_from": m.pending_exact_from}
+
+
+@contextmanager
+def open_device(root: Path, family, seed: int | None = None,
+                progress: Progress | None = None) -> Iterator[ModelDevice]:
+    """Open the device directory `root` for `family` (created, with `seed`, when missing), holding its lock.
+
+    `family` is a model family (core/family.py), e.g. `ModuleFamily(module, loss)`. On opening, a forget a
+    crash interrupted is finished first."""
+    from .runner.session import session
+
+    dev = Device.open_or_create(Path(root), seed)
+    with session(dev.root, progress, family=family) as eng:
+        yield ModelDevice(eng)

@@ -32,7 +32,7 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from .errors import ForgetError
+from .core.errors import ForgetError
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = []
@@ -74,7 +74,7 @@ def _configure_init(p: argparse.ArgumentParser) -> None:
 
 @command("init", "create an empty device directory with a seed", _configure_init)
 def cmd_init(args: argparse.Namespace) -> int:
-    from .device import DEFAULT_SEED, Device
+    from .device.device import DEFAULT_SEED, Device
 
     dev = Device.create(args.device, DEFAULT_SEED if args.seed is None else args.seed)
     print(f"created device {dev.root} (seed {dev.seed})")
@@ -88,7 +88,7 @@ def _configure_status(p: argparse.ArgumentParser) -> None:
 
 @command("status", "show utterances per local day and the state of the model", _configure_status)
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import device_status, format_status
+    from .runner.status import device_status, format_status
 
     st = device_status(args.device)
     if args.json:
@@ -98,7 +98,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(desc: str):
+def progress_bar(desc: str):
     """A tqdm bar on stderr fed one day at a time; returns (callback, close)."""
     from tqdm import tqdm
 
@@ -116,7 +116,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train
 
-    tick, bar = _progress_bar("train")
+    tick, bar = progress_bar("train")
     with bar:
         res = train(args.device, args.until, tick, on_plan=lambda plan: bar.reset(total=len(plan.days)))
     if args.json:
@@ -138,7 +138,7 @@ def _configure_maintain(p: argparse.ArgumentParser) -> None:
 def cmd_maintain(args: argparse.Namespace) -> int:
     from .api import maintain
 
-    tick, bar = _progress_bar("exact pass")
+    tick, bar = progress_bar("exact pass")
     with bar:
         res = maintain(args.device, tick)
     if args.json:
@@ -175,8 +175,10 @@ def _configure_forget(p: argparse.ArgumentParser) -> None:
     g.add_argument("--to", dest="end", metavar="DATE", help="last day of a range, inclusive")
     g.add_argument("--utterance", dest="ids", nargs="+", metavar="ID", help="utterance ids")
     g.add_argument("--contains", metavar="TEXT", help="every utterance that mentions TEXT (case-insensitive)")
-    p.add_argument("--mode", default="auto", help="fast | exact | auto (default: exact when cheap, else fast now "
-                                                  "and exact at the next maintain)")
+    p.add_argument("--mode", default="auto", metavar="METHOD",
+                   help="a registered forgetting method: auto (default: exact when cheap, else fast now and exact "
+                        "at the next maintain), fast, exact, retrain, subtraction, finetune, or one of your own "
+                        "(ASSISTANT_FORGET_METHODS=your_module; `assistant-forget methods` lists them)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -185,7 +187,7 @@ def _configure_forget(p: argparse.ArgumentParser) -> None:
 def cmd_forget(args: argparse.Namespace) -> int:
     from .api import forget
 
-    tick, bar = _progress_bar("exact replay")
+    tick, bar = progress_bar("exact replay")
     with bar:
         res = forget(args.device, date=args.date, start=args.start, end=args.end, ids=args.ids,
                      contains=args.contains, mode=args.mode, dry_run=args.dry_run, progress=tick)
@@ -195,7 +197,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         print(f"would forget {res['utterances']} utterance(s) on {len(res['days'])} day(s) with the "
               f"{res['mode']} tier ({len(res['trained_days'])} trained day(s), "
               + (f"{len(res['readers'])} later day(s) whose replay read them, {res['repair_steps']} repair steps, "
-                 if res["mode"] == "fast" else "")
+                 if res.get("repair_steps") else "")
               + f"{res['exact_replay_days']} day(s) to replay exactly); nothing changed")
         for day, n in res["days"].items():
             print(f"  {day}  {n:4d}")
@@ -208,6 +210,27 @@ def cmd_forget(args: argparse.Namespace) -> int:
         print(f"forgot {res['utterances']} utterance(s) on {len(res['days'])} day(s) [{res['tier']}]; "
               f"model {res['version_before']} -> {res['version_after']} ({res['state']}); "
               f"receipt {res['id']}")
+    return 0
+
+
+def _configure_methods(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+
+
+@command("methods", "list the registered forgetting methods (--mode) and whether each can commit to a device",
+         _configure_methods)
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .core import method as methods
+
+    rows = [{"name": n, "kind": (m := methods.get(n)).kind, "exact": m.exact, "commits": m.commits,
+             "why_not": m.why_not or None,
+             "config": m.settings(), "summary": (type(m).__doc__ or "").strip().splitlines()[0]}
+            for n in methods.names()]
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['name']:12s} {r['kind']:13s} {r['summary']}" + (f" ({r['why_not']})" if r["why_not"] else ""))
     return 0
 
 
@@ -245,32 +268,11 @@ def _configure_import(p: argparse.ArgumentParser) -> None:
 @command("import", "import utterances from a JSONL file into a device: every line valid, or nothing imported",
          _configure_import)
 def cmd_import(args: argparse.Namespace) -> int:
-    from .importer import import_jsonl
+    from .device.importer import import_jsonl
 
     res = import_jsonl(args.device, args.file, seed=args.seed)
     created = " (new device)" if res.created else ""
     print(f"imported {res.utterances} utterances over {res.days} local days into {res.device}{created}")
-    return 0
-
-
-def _configure_simulate(p: argparse.ArgumentParser) -> None:
-    from device_sim.simulate import add_arguments
-
-    add_arguments(p)
-
-
-@command("simulate", "live through N days of a synthetic user on a new device (= python -m device_sim run)",
-         _configure_simulate)
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from device_sim.report import format_summary
-    from device_sim.simulate import config_from_args, run
-
-    cfg = config_from_args(args)
-    tick, bar = _progress_bar("simulate")
-    with bar:
-        bar.reset(total=cfg.days)
-        result = run(cfg, lambda day: tick(day.date))
-    print(format_summary(result))
     return 0
 
 
@@ -295,9 +297,9 @@ def _configure_verify(p: argparse.ArgumentParser) -> None:
          "a report; exit 1 if a check fails", _configure_verify)
 def cmd_verify(args: argparse.Namespace) -> int:
     from .api import verify
-    from .verify_report import format_verdict
+    from .verify.report import format_verdict
 
-    tick, bar = _progress_bar("oracle replay")
+    tick, bar = progress_bar("oracle replay")
     with bar:
         res = verify(args.device, args.date, weights=args.weights, unseen=args.unseen, canary=args.canary,
                      lira=args.lira, report=args.report, progress=tick)
@@ -319,13 +321,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+PLUGINS = "assistant_forget.commands"  # entry-point group of commands other packages add (device_sim's `simulate`)
+
+
+def plugin_commands() -> list[Command]:
+    """Commands installed packages register under the PLUGINS entry-point group, each a `Command` tuple."""
+    from importlib.metadata import entry_points
+
+    return sorted((ep.load() for ep in entry_points(group=PLUGINS)), key=lambda c: c[0])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="assistant-forget",
         description="Let an on-device assistant forget a day, a range, an utterance or a person, and prove it.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help, configure, fn in COMMANDS:
+    for name, help, configure, fn in COMMANDS + plugin_commands():
         p = sub.add_parser(name, help=help, description=help)
         configure(p)
         p.set_defaults(func=fn)

@@ -23,12 +23,12 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo  # noqa: F401  (the doctests use it)
 
-from assistant_forget.clinc import OOS, intent_labels, load_clinc
-from assistant_forget.errors import BadInput
-from assistant_forget.fsio import atomic_write_bytes
-from assistant_forget.localtime import zone
+from assistant_forget.device.clinc import OOS, intent_labels, load_clinc
+from assistant_forget.core.errors import BadInput
+from assistant_forget.core.fsio import atomic_write_bytes
+from assistant_forget.device.localtime import zone
 
 from .canary import Canary
 from .persona import CORE_INTENTS, WORK_INTENTS, Persona, make_persona

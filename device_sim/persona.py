@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from assistant_forget.errors import BadInput
+from assistant_forget.core.errors import BadInput
 
 from .phrasing import OWN_TEMPLATES, PREFIXES, SUFFIXES, TEMPLATES_PER_INTENT
 

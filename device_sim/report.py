@@ -22,8 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant_forget import receipts
-from assistant_forget.fsio import atomic_write_bytes
+from assistant_forget.device import receipts
+from assistant_forget.core.fsio import atomic_write_bytes
 
 if TYPE_CHECKING:
     from .simulate import DayStats, SimResult

@@ -27,8 +27,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from assistant_forget.errors import BadInput
-from assistant_forget.localtime import parse_date
+from assistant_forget.core.errors import BadInput
+from assistant_forget.device.localtime import parse_date
 
 from .canary import DEFAULT_CANARY_FORMAT, Canary, random_secret
 from .generator import generate_days
@@ -213,10 +213,10 @@ def _log_day(root: Path, records: list[dict]) -> None:
     """Log a day's utterances in the device's store, validated and given ids exactly as an import does."""
     import json
 
-    from assistant_forget import tombstones
-    from assistant_forget.device import Device
-    from assistant_forget.importer import validate_lines
-    from assistant_forget.store import LogStore
+    from assistant_forget.device import tombstones
+    from assistant_forget.device.device import Device
+    from assistant_forget.device.importer import validate_lines
+    from assistant_forget.device.store import LogStore
 
     if not records:
         return
@@ -231,9 +231,9 @@ def _live_day(cfg: RunConfig, root: Path, k: int, spoken: list[dict], persona: P
               events: list[ForgetEvent], passes: list[dict]) -> DayStats:
     """Day `k`: answer and log what was said, run the user's request if one is due, then the night."""
     from assistant_forget import api
-    from assistant_forget.device import Device
-    from assistant_forget.runtime import load_current
-    from assistant_forget.store import LogStore
+    from assistant_forget.device.device import Device
+    from assistant_forget.export.runtime import load_current
+    from assistant_forget.device.store import LogStore
 
     today = (cfg.start + timedelta(days=k)).isoformat()
     clock = _Laps()
@@ -269,7 +269,7 @@ def simulate(cfg: RunConfig, on_day: Callable[[DayStats], None] | None = None) -
     import torch  # imported here, as the api is, so that building the CLI parser stays fast
 
     from assistant_forget import api
-    from assistant_forget.device import Device
+    from assistant_forget.device.device import Device
 
     t_start = time.perf_counter()
     persona, canary = make_persona(cfg.seed), plant_canary(cfg)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from assistant_forget import api
-from assistant_forget.importer import import_jsonl
+from assistant_forget.device.importer import import_jsonl
 from device_sim.canary import Canary
 from device_sim.generator import generate_days, write_jsonl
 from device_sim.persona import make_persona
@@ -47,7 +47,7 @@ def private_texts(texts: list[str]) -> list[str]:
 
     A one-word utterance ("positive") is also a piece of the public tokenizer, which every device ships.
     """
-    from assistant_forget.base import base_dir
+    from assistant_forget.families.assistant.base import base_dir
     from scan import find_texts
 
     public = find_texts(base_dir(), texts)

@@ -3,7 +3,8 @@ and leaves every file of the device directory (and of the work directory) exactl
 
 Dates, zones, ranges, selectors, JSONL lines, damaged device files, wrong or unwritable device directories,
 huge inputs, Unicode (RTL, emoji, surrogates) and SQL-looking text; most run `cli.main` in-process, a few the
-installed `assistant-forget` script. A SQL-looking phrase that matches nothing is "nothing to forget" (5).
+installed `assistant-forget` script. A SQL-looking phrase that matches nothing is "nothing to forget" (5); one
+that the log holds, like a Unicode phrase in its many spellings, is matched and forgotten, exactly those rows.
 """
 
 from __future__ import annotations
@@ -288,3 +289,81 @@ def test_the_installed_script_exits_with_the_same_codes(device: Path, tmp_path: 
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == code and err.startswith("error: ") and "Traceback" not in err, (code, err)
     assert tree(device) == before
+
+
+# -- phrases the log holds: matched and forgotten, exactly those rows -------------------------------------
+
+def said(uid: str, text: str, minute: int) -> dict:
+    return {"id": uid, "text": text, "intent": "oos", "timestamp": f"2026-02-03T21:{minute:02d}:00-06:00",
+            "tz": "America/Chicago", "source": "test"}
+
+
+SAID = [said(uid, text, i) for i, (uid, text) in enumerate([
+    ("acc-1", "Call Dr Álvarez-Nuñez tomorrow"), ("acc-2", "DR\u00a0ÁLVAREZ-NUÑEZ called back"),
+    ("acc-3", "dr\u200balvarez-nunez is late"), ("acc-x", "dr alvaro nunez is someone else"),
+    ("wide-1", "ｓｅｔ ａ ｔｉｍｅｒ ｆｏｒ ｔｈｅ ｑｕｉｎｃｅ ｊａｍ"), ("wide-2", "buy QUINCE jam"), ("wide-x", "buy quince paste"),
+    ("zw-1", "door code 4\u200d8\u200c1\u200b9 please"), ("zw-2", "door code 4819 again"), ("zw-x", "door code 4818"),
+    ("emoji-1", "happy birthday 🎂🎉 grandma"), ("emoji-2", "family dinner 👨\u200d👩\u200d👧 at eight"),
+    ("emoji-x", "birthday 🎂 only"), ("sql-1", "he typed '; DROP TABLE utterances; -- into the form"),
+    ("sql-x", "drop table at the utterances shop"), ("pct-1", "battery at 100% now"), ("us-1", "my handle is zoe_42"),
+    ("us-2", "rename it to snake_case"),
+])]
+LITERAL = lambda ch: lambda r: ch in r["text"]  # noqa: E731  (% and _ are plain characters, not wildcards)
+PRESENT = [  # (id, phrase, the ids it must match among SAID, which of the persona's own rows it matches too)
+    ("accents", "DR ÁLVAREZ-NUÑEZ", {"acc-1", "acc-2", "acc-3"}, None),
+    ("accents-ascii", "dr alvarez-nunez", {"acc-1", "acc-2", "acc-3"}, None),
+    ("fullwidth", "ｑｕｉｎｃｅ\u3000ｊａｍ", {"wide-1", "wide-2"}, None),
+    ("zero-width", "code 4\u200b819", {"zw-1", "zw-2"}, None),
+    ("emoji", "🎂🎉", {"emoji-1"}, None),
+    ("emoji-zwj", "👨\u200d👩\u200d👧", {"emoji-2"}, None),
+    ("sql-drop", "'; DROP TABLE utterances; --", {"sql-1"}, None),
+    ("sql-percent", "%", {"pct-1"}, LITERAL("%")),
+    ("sql-underscore", "_", {"us-1", "us-2"}, LITERAL("_")),
+]
+
+
+@pytest.fixture(scope="module")
+def phrased(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """An untrained device holding the persona's log and SAID; its ids -> texts."""
+    from assistant_forget.device.device import Device
+    from assistant_forget.device.store import LogStore
+
+    records = persona_log(3, mean=5.0) + SAID
+    dev = make_device(tmp_path_factory.mktemp("phrased") / "dev", records, train=False)
+    with LogStore(Device.open(dev).store_path, readonly=True) as store:
+        texts = {u.id: u.text for u in store.all()}
+    assert len(texts) == len(records) and {r["id"] for r in SAID} <= set(texts)
+    return dev, texts
+
+
+@pytest.mark.parametrize("phrase,mine,others", [c[1:] for c in PRESENT], ids=[c[0] for c in PRESENT])
+def test_a_phrase_the_log_holds_is_matched_and_forgotten_exactly(phrase: str, mine: set[str], others,
+                                                                 phrased, tmp_path: Path, capsys) -> None:
+    import sqlite3
+
+    from assistant_forget.device.device import Device
+    from assistant_forget.device.store import LogStore
+
+    dev = Path(shutil.copytree(phrased[0], tmp_path / "dev"))
+    texts = phrased[1]
+    persona = {i for i in texts if i not in {r["id"] for r in SAID}}
+    want = mine | {i for i in persona if others is not None and others({"text": texts[i]})}
+    capsys.readouterr()
+    assert main(F(dev, "--contains", phrase, "--dry-run", "--json")) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert {m["id"] for m in plan["matched"]} == want and plan["utterances"] == len(want)
+    assert main(F(dev, "--contains", phrase, "--json")) == 0
+    receipt = json.loads(capsys.readouterr().out)
+    assert receipt["utterances"] == len(want) and receipt["selector"] == {"kind": "contains"}
+    with LogStore(Device.open(dev).store_path, readonly=True) as store:
+        left = {u.id: u.text for u in store.all()}
+    assert left == {i: t for i, t in texts.items() if i not in want}  # exactly those rows, the rest untouched
+    conn = sqlite3.connect(f"{(dev / 'logs.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == [("utterances",)]
+        assert conn.execute("SELECT count(*) FROM utterances").fetchone() == (len(texts) - len(want),)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        conn.close()
+    assert main(F(dev, "--contains", phrase)) == 5  # nothing of it is left to match
+    assert capsys.readouterr().err.startswith("error: nothing matches")

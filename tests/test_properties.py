@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant_forget.errors import BadInput
-from assistant_forget.forget import MAX_CONTAINS, Selector
-from assistant_forget.localtime import localize, parse_date, parse_date_range, parse_offset, parse_timestamp, zone
+from assistant_forget.core.errors import BadInput
+from assistant_forget.runner.selector import MAX_CONTAINS, Selector
+from assistant_forget.device.localtime import localize, parse_date, parse_date_range, parse_offset, parse_timestamp, zone
 
 TODAY = date(2026, 6, 1)  # the selector's "today", fixed so the properties do not depend on the clock
 SETTINGS = settings(max_examples=150, deadline=None)

@@ -21,12 +21,12 @@ from typing import Iterator
 
 import pytest
 
-from assistant_forget import store as store_module
+from assistant_forget.device import store as store_module
 from assistant_forget.cli import BROKEN_PIPE, INTERNAL_ERROR, main
-from assistant_forget.errors import BadInput, CorruptFile, ForgetError
-from assistant_forget.localtime import localize
-from assistant_forget.store import LogStore, Utterance
-from assistant_forget.utterance import fold, match_key
+from assistant_forget.core.errors import BadInput, CorruptFile, ForgetError
+from assistant_forget.device.localtime import localize
+from assistant_forget.device.store import LogStore, Utterance
+from assistant_forget.device.utterance import fold, match_key
 from devkit import make_device, persona_log
 from scan import find_texts, snapshot
 
@@ -430,7 +430,7 @@ def test_a_broken_pipe_during_the_final_flush_is_caught(device: Path, monkeypatc
 def test_a_file_system_refusal_names_the_file_or_the_device(error: OSError, says: str, device: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from assistant_forget import status
+    from assistant_forget.runner import status
 
     def fail(root: Path) -> dict:
         raise error
@@ -476,7 +476,7 @@ def test_a_full_disk_during_import_names_the_file_and_leaves_no_device(tmp_path:
 
 def test_an_unexpected_exception_is_one_line_without_traceback(device: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from assistant_forget import status
+    from assistant_forget.runner import status
 
     def bug(root: Path) -> dict:
         raise KeyError("time_utc")
@@ -494,7 +494,7 @@ def test_an_unexpected_exception_is_one_line_without_traceback(device: Path, mon
 
 def test_multi_line_messages_and_argument_errors_become_one_line(device: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from assistant_forget import status
+    from assistant_forget.runner import status
 
     def bad(root: Path) -> dict:
         raise BadInput("first part\n  second part\n")

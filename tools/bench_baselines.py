@@ -1,30 +1,40 @@
-"""Benchmark: literature unlearning baselines against the project's fast and exact tiers, on one harness.
+"""Benchmark: every registered forgetting method on one harness, the literature baselines beside the project's tiers.
 
 A synthetic persona lives D days (default 40) on a device that trains every night; N of those days
 (default 3) are drawn, and for each a canary is planted on that day as in tools/bench_quality.py (same
-helpers, tools/bench_devices.py). Every method then forgets the day on its own fresh copy of that device:
+helpers, tools/bench_devices.py). Every method (default: each one registered, `assistant-forget methods`,
+but auto, which runs fast or exact) then forgets the day on its own fresh copy of that device, through the
+methods' one in-memory protocol (core/method.py):
 
-  fast               the fast tier: subtract Δ_k and its readers' deltas, repair (Timeline.fast_forget)
-  exact              the exact tier: rewind to the checkpoint before k, replay the later days (Timeline.sync)
-  retrain_from_base  every retained day from the base model
-  sisa               SISA: S time shards, one model each; retrain only k's shard
-  neggrad_plus       NegGrad+: ascent on the forgotten utterances, descent on retained days
-  finetune_retained  fine-tune on retained days only, with the repair's budget
-  pure_subtraction   Amnesiac: subtract Δ_k, no repair
-(the last five: assistant_forget.baselines).
+  request = the forget's Request (runner/forget.py's make_plan, before the rows go); plan = method.plan(...)
+  prepared = method.prepare(engine)         the work done before a forget, with the data (SISA: its ensemble)
+  delete the day's rows from the store
+  out = method.apply(engine, request, plan, forgotten=rows, prepared=prepared)
+  model = out if it is a model (a measured-only method's) else the engine's (a committing method's)
 
-Timed: the model update only (wall and CPU, one torch thread), after the day's rows are deleted; deleting,
-purging and re-exporting cost every method the same (tools/bench_forget.py times them end to end). SISA's
-ensemble is trained before the forget, with the data, as its nightly training; that is reported as prep.
-Quality: against the oracle (oracle.exact_replay, the exact pass; the exact tier and retrain_from_base
-must equal it bit for bit), on PyTorch weights (the SISA ensemble has no single exported graph), with the
-verify metrics: |MIA AUC - oracle| (loss threshold, forgotten vs the persona's held-out utterances, pooled
-over the N days), accuracy gap on held-out utterances, KL(oracle || method) of the intent head on held-out
-utterances and of the next-token head on the forgotten ones, canary exposure after - oracle; LiRA with
---lira K (slow: 2K shadow models per day).
+The shipped methods: fast (subtract and repair), exact (rewind and replay), retrain (from the initial state),
+subtraction (Amnesiac: subtract, no repair), finetune (fine-tune on retained days, no subtraction), and,
+measured only, sisa (SISA: S time shards, retrain only the forgotten day's) and neggrad+ (NegGrad+: ascent
+on the forgotten utterances, descent on retained ones). NegGrad+ and fine-tuning get the fast tier's repair
+budget for the forget as their steps unless --steps says otherwise; a method of your own, registered through
+ASSISTANT_FORGET_METHODS, is benchmarked with --methods NAME.
+
+Timed: `apply`, the model update (wall and CPU, one torch thread), after the day's rows are deleted; a
+committing method's includes committing its ledger, as a forget does. Deleting, purging and re-exporting
+cost every method the same (tools/bench_forget.py times them end to end). `prepare` is reported as prep
+(SISA's ensemble is trained before the forget, with the data, as its nightly training).
+Quality: against the oracle (oracle.exact_replay, the exact pass; every exact method that commits, exact
+and retrain, must equal it bit for bit), on PyTorch weights (the SISA ensemble has no single exported
+graph), with the verify metrics: |MIA AUC - oracle| (loss threshold, forgotten vs the persona's held-out
+utterances, pooled over the N days), accuracy gap on held-out utterances, KL(oracle || method) of the intent
+head on held-out utterances and of the next-token head on the forgotten ones, canary exposure after - oracle;
+LiRA with --lira K (slow: 2K shadow models per day). --json writes every figure; its "configs" are each
+method's settings (steps None for NegGrad+ and fine-tuning: the fast tier's budget), and each day's row
+names the method that ran, the config it ran with and its planned repair steps.
 
     python tools/bench_baselines.py                                  # default: 40 days, 3 forgets (a few minutes)
     python tools/bench_baselines.py --days 120 --forgets 10 --candidates 0 --lira 8 --json b.json   # fuller
+    python tools/bench_baselines.py --methods fast,exact,sisa --shards 8
 """
 
 from __future__ import annotations
@@ -37,28 +47,40 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from assistant_forget import api, baselines, metrics
-from assistant_forget.baselines import BaselineConfig
-from assistant_forget.device import Device
-from assistant_forget.engine import Engine, open_engine
-from assistant_forget.forget import Selector, fast_update, make_plan
-from assistant_forget.ledger import state_version
-from assistant_forget.oracle import Replay, exact_replay
-from assistant_forget.personalize import PersonalizationConfig
-from assistant_forget.scoring import TorchBackend, lm_kl, score
-from assistant_forget.store import LogStore
-from assistant_forget.verify import VerifyConfig, exposure, lira, only_forgotten, resolve_unseen, retained_sample, \
+from assistant_forget import api
+from assistant_forget.core import method as registry
+from assistant_forget.core.errors import BadInput
+from assistant_forget.core.ledger import state_version
+from assistant_forget.core.timeline import personal_state
+from assistant_forget.device.device import Device
+from assistant_forget.device.store import LogStore
+from assistant_forget.families.assistant.personalize import PersonalizationConfig
+from assistant_forget.methods.neggrad import NegGradConfig
+from assistant_forget.methods.sisa import SisaConfig
+from assistant_forget.runner.engine import Engine, open_engine
+from assistant_forget.runner.forget import make_plan
+from assistant_forget.runner.selector import Selector
+from assistant_forget.verify import metrics
+from assistant_forget.verify.oracle import Replay, exact_replay
+from assistant_forget.verify.scoring import TorchBackend, lm_kl, score
+from assistant_forget.verify.verification import VerifyConfig, exposure, lira, only_forgotten, resolve_unseen, retained_sample, \
     trained_texts
 from bench_devices import build, heldout, plant, secrets
 
-METHODS = ("fast", "exact", "retrain_from_base", "sisa", "neggrad_plus", "finetune_retained", "pure_subtraction")
+FIRST = ("fast", "exact", "retrain")  # listed first; then the other registered methods by name
+SKIPPED = ("auto",)  # not benchmarked by default: it runs fast or exact
+METHODS = tuple(n for n in FIRST if n in registry.names()) + tuple(
+    n for n in registry.names() if n not in FIRST + SKIPPED)  # the default: every registered method but auto
+# which command-line settings each method's Config takes (None: the Config's default)
+CLI_SETTINGS = {"sisa": ("shards", "slice_every"), "neggrad+": ("steps", "alpha"), "finetune": ("steps",)}
+BUDGETED = ("neggrad+", "finetune")  # steps None: the fast tier's repair budget for the forget (as many steps)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
@@ -68,33 +90,39 @@ def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
     return time.perf_counter() - w, time.process_time() - c, out
 
 
-def forget_with(method: str, eng: Engine, day: str,
-                bcfg: BaselineConfig) -> tuple[dict, torch.nn.Module, Replay | None]:
-    """Forget `day` on `eng` (a fresh copy) with `method`: (timings, model after, oracle if method == "exact")."""
+def settings_for(name: str, given: dict, budget: int | None = None) -> dict:
+    """The config settings of method `name`: the command line's that it takes, and for NegGrad+ and fine-tuning
+    `steps` = the fast tier's repair budget `budget` when the command line gave none."""
+    out = {k: given[k] for k in CLI_SETTINGS.get(name, ()) if given.get(k) is not None}
+    if name in BUDGETED and out.get("steps") is None and budget is not None:
+        out["steps"] = budget
+    return out
+
+
+def forget_with(name: str, eng: Engine, day: str, given: dict) -> tuple[dict, torch.nn.Module, Replay | None]:
+    """Forget `day` on `eng` (a fresh copy) with the registered method `name`, in memory through its
+    prepare / apply: (timings, model after, the oracle if name == "exact")."""
     rows = eng.store.by_day(day)  # the forgotten utterances, in memory
-    horizon = eng.last_trained()
-    budget = make_plan(eng, Selector("date", day, day), "fast").repair_steps  # the fast tier's, as a forget plans it
-    if bcfg.steps is None:  # NegGrad+ and fine-tuning get the same number of steps as the fast tier's repair
-        bcfg = replace(bcfg, steps=budget)
-    prep_s, ensemble = None, None
-    if method == "sisa":
-        prep_s, _, ensemble = timed(lambda: baselines.train_sisa(eng, bcfg))
+    # The forget's request, as a forget computes it before the rows go (the same for every method: make_plan
+    # resolves a committing method only, so it is asked for the fast tier's plan, whose repair budget NegGrad+
+    # and fine-tuning get as their steps).
+    fp = make_plan(eng, Selector("date", day, day), "fast")
+    request, budget = fp.request, fp.plan.repair_steps
+    method = registry.get(name, settings_for(name, given, budget))
+    plan = method.plan(request, eng.family)
+    prep_s, _, prepared = timed(lambda: method.prepare(eng))
     eng.store.delete_ids([u.id for u in rows])
-    replay = exact_replay(eng, day) if method == "exact" else None
-    run = {
-        "fast": lambda: (fast_update(eng, [day], budget), eng.model)[1],
-        "exact": lambda: (eng.sync(until=horizon), eng.model)[1],
-        "retrain_from_base": lambda: baselines.retrain_from_base(eng),
-        "sisa": lambda: baselines.sisa(eng, ensemble, [day]),
-        "neggrad_plus": lambda: baselines.neggrad_plus(eng, rows, bcfg),
-        "finetune_retained": lambda: baselines.finetune_retained(eng, [day], bcfg),
-        "pure_subtraction": lambda: baselines.pure_subtraction(eng, [day]),
-    }[method]
-    wall, cpu, model = timed(run)
-    row = {"wall_s": wall, "cpu_s": cpu, "prep_s": prep_s,
-           "replayed_days": ensemble.replayed if ensemble is not None else None}
-    if method in ("exact", "retrain_from_base"):
-        row["version"] = state_version(baselines.personal_state(eng, model))
+    replay = exact_replay(eng, day) if name == "exact" else None
+    # a method written before `prepare` existed may lack the `prepared` keyword: it prepared nothing either
+    kw = {} if prepared is None else {"prepared": prepared}
+    wall, cpu, out = timed(lambda: method.apply(eng, request, plan, forgotten=rows, **kw))
+    model = out if isinstance(out, torch.nn.Module) else eng.model
+    row = {"method": plan.method, "config": plan.config, "repair_steps": plan.repair_steps,
+           "wall_s": wall, "cpu_s": cpu,
+           "prep_s": prep_s if prepared is not None else None,
+           "replayed_days": getattr(prepared, "replayed", None)}
+    if plan.exact and method.commits:  # must be the oracle, bit for bit
+        row["version"] = state_version(personal_state(model, eng.timeline.personal))
     return row, model, replay
 
 
@@ -126,7 +154,7 @@ def measure(eng: Engine, replay: Replay, models: dict[str, torch.nn.Module], for
     return out, {"counts": {k: len(v) for k, v in sets.items()}, "losses": losses}
 
 
-def bench_day(work: Path, planted: Path, day: str, canary: str, unseen: list, bcfg: BaselineConfig,
+def bench_day(work: Path, planted: Path, day: str, canary: str, unseen: list, given: dict,
               vcfg: VerifyConfig, methods: tuple[str, ...]) -> tuple[dict, dict]:
     """Every method on its own copy of `planted`, then all measured against the oracle; (rows, losses)."""
     models, rows, replay = {}, {}, None
@@ -137,15 +165,15 @@ def bench_day(work: Path, planted: Path, day: str, canary: str, unseen: list, bc
             if method == "exact":
                 forgotten = [(u.text, u.intent) for u in eng.store.by_day(day)]
                 models["before"] = copy.deepcopy(eng.model)
-            rows[method], models[method], r = forget_with(method, eng, day, bcfg)
+            rows[method], models[method], r = forget_with(method, eng, day, given)
             replay = r or replay
         if method != "exact":
             shutil.rmtree(dev)
         print(f"    {method}: {rows[method]['wall_s']:.2f} s", file=sys.stderr)
     assert replay is not None
-    for m in ("exact", "retrain_from_base"):
-        if m in rows:
-            rows[m]["equals_oracle"] = rows[m].pop("version") == replay.version
+    for row in rows.values():  # the exact methods that commit: exact, retrain (auto when it picked exact)
+        if "version" in row:
+            row["equals_oracle"] = row.pop("version") == replay.version
     models = {m: models[m] for m in ("before",) + methods}
     d = Device.open(work / "copy-exact")
     with LogStore(d.store_path, readonly=True) as store:
@@ -214,23 +242,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=5000,
                     help="canary candidates (default 5000; 0: all 10^5 - 1, slow)")
     ap.add_argument("--lira", type=int, default=0, help="LiRA shadows per side (default 0: skip; slow)")
-    ap.add_argument("--shards", type=int, default=BaselineConfig.shards, help="SISA shards")
-    ap.add_argument("--slice-every", type=int, default=BaselineConfig.slice_every,
+    ap.add_argument("--shards", type=int, default=SisaConfig.shards, help=f"SISA shards (default {SisaConfig.shards})")
+    ap.add_argument("--slice-every", type=int, default=SisaConfig.slice_every,
                     help="SISA slice checkpoint every this many shard days (0: retrain the shard from its start)")
-    ap.add_argument("--steps", type=int, default=None, help="NegGrad+ / fine-tune steps (default: repair_steps)")
-    ap.add_argument("--alpha", type=float, default=BaselineConfig.alpha, help="NegGrad+ weight of the retained loss")
-    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="NegGrad+ / fine-tune steps (default: the fast tier's repair budget for each forget)")
+    ap.add_argument("--alpha", type=float, default=NegGradConfig.alpha,
+                    help=f"NegGrad+ weight of the retained loss (default {NegGradConfig.alpha})")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated registered methods (default {','.join(METHODS)}; registered: "
+                         f"{','.join(registry.names())})")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = ap.parse_args(argv)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not 1 <= args.forgets < args.days:
         ap.error("--forgets must be in [1, --days)")
-    if not methods or set(methods) - set(METHODS):
-        ap.error(f"--methods takes a comma-separated subset of {','.join(METHODS)}")
+    if not methods or len(set(methods)) < len(methods) or set(methods) - set(registry.names()):
+        ap.error(f"--methods takes distinct registered method names, comma-separated: {','.join(registry.names())}")
     if args.lira == 1:
         ap.error("--lira must be 0 (skip) or >= 2")
-    bcfg = BaselineConfig(shards=args.shards, slice_every=args.slice_every, steps=args.steps, alpha=args.alpha)
+    given = {"shards": args.shards, "slice_every": args.slice_every, "steps": args.steps, "alpha": args.alpha}
+    configs = {}
+    for name in methods:  # every config is checked before anything runs
+        try:
+            configs[name] = registry.get(name, settings_for(name, given)).settings()
+        except BadInput as e:
+            ap.error(f"{name}: {e}")
     vcfg = VerifyConfig(weights="torch", lira_pairs=args.lira, unseen=args.unseen, retained=args.retained,
                         canary_candidates=args.candidates, seed=args.seed)
     torch.set_num_threads(args.threads)
@@ -245,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             planted = work / f"planted-{day}"
             plant(work / "trained", planted, day, canaries[day], args.days, args.seed, args.mean, args.canary_repeats)
             print(f"  [{i + 1}/{len(days)}] {day}", file=sys.stderr)
-            rows, extra = bench_day(work, planted, day, canaries[day], unseen, bcfg, vcfg, methods)
+            rows, extra = bench_day(work, planted, day, canaries[day], unseen, given, vcfg, methods)
             shutil.rmtree(planted)
             for n, losses in extra.pop("losses").items():
                 pooled.setdefault(n, []).append(losses)
@@ -255,9 +293,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.canary_repeats} times, {args.unseen} held-out utterances, {args.candidates or 'all'} canary "
           f"candidates; means over the days\n")
     print(table(summary, bool(args.lira)))
-    print(f"\nbaselines: {bcfg}\npersonalisation: {PersonalizationConfig()}\ntotal {time.perf_counter() - t0:.0f} s")
+    def shown(name: str, key: str, value) -> str:
+        budgeted = name in BUDGETED and key == "steps" and value is None
+        return f"{key}={'the fast repair budget' if budgeted else value}"
+
+    print("\nconfigs: " + ", ".join(f"{n}({', '.join(shown(n, k, v) for k, v in c.items())})"
+                                   for n, c in configs.items()))
+    print(f"personalisation: {PersonalizationConfig()}\ntotal {time.perf_counter() - t0:.0f} s")
     if args.json:
-        out = {"args": {k: str(v) for k, v in vars(args).items()}, "baselines": asdict(bcfg),
+        out = {"args": {k: str(v) for k, v in vars(args).items()}, "configs": configs,
                "personalization": asdict(PersonalizationConfig()), "days": per_day, "summary": summary}
         args.json.write_text(json.dumps(out, indent=2, default=float), encoding="utf-8")
     return 0

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from assistant_forget import api
-from assistant_forget.importer import import_jsonl
+from assistant_forget.device.importer import import_jsonl
 from device_sim.canary import DEFAULT_CANARY_FORMAT, Canary, random_secret
 from device_sim.generator import generate_days, heldout_utterances, write_jsonl
 from device_sim.persona import make_persona

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from assistant_forget import api
-from assistant_forget.ledger import Ledger
+from assistant_forget.core.ledger import Ledger
 from bench_devices import make_device
 
 
@@ -38,8 +38,8 @@ def timed(fn) -> tuple[float, float, object]:
 
 def retrain_from_base(dev: Path, day: str) -> None:
     """The reference tier: forget the rows, throw the ledger and exports away, train every retained day."""
-    from assistant_forget.device import Device
-    from assistant_forget.store import LogStore
+    from assistant_forget.device.device import Device
+    from assistant_forget.device.store import LogStore
 
     with LogStore(Device.open(dev).store_path) as store:
         store.delete_day(day)

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assistant_forget.clinc import intent_labels, load_clinc
-from assistant_forget.export import quiet_coremltools, export_coreml, export_onnx, make_spec
-from assistant_forget.model import AssistantModel, ModelConfig
-from assistant_forget.runtime import Runtime
-from assistant_forget.metrics import percentile
+from assistant_forget.device.clinc import intent_labels, load_clinc
+from assistant_forget.export.convert import quiet_coremltools, export_coreml, export_onnx, make_spec
+from assistant_forget.families.assistant.model import AssistantModel, ModelConfig
+from assistant_forget.export.runtime import Runtime
+from assistant_forget.verify.metrics import percentile
 
 UTTERANCE = "can you set an alarm for seven thirty tomorrow morning"
 
@@ -46,7 +46,7 @@ def load_model(seed: int) -> tuple[AssistantModel, bytes, list[str], str]:
     """(model, tokenizer bytes, labels, description): models/base if built, else random init."""
     base = Path(__file__).resolve().parents[1] / "models" / "base"
     if (base / "checksums.json").is_file():
-        from assistant_forget.base import load_base
+        from assistant_forget.families.assistant.base import load_base
 
         b = load_base(base)
         return b.model, (base / "tokenizer.model").read_bytes(), list(b.labels), f"models/base ({base})"

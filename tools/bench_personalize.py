@@ -26,15 +26,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from assistant_forget.api import one_torch_thread
-from assistant_forget.base import decide, intent_probs, load_base
-from assistant_forget.base_training import lm_loss
-from assistant_forget.clinc import OOS, load_clinc
-from assistant_forget.device import Device
-from assistant_forget.engine import open_engine
-from assistant_forget.importer import import_jsonl
-from assistant_forget.personalize import PERSONAL_SETS, PersonalizationConfig
-from assistant_forget.store import LogStore
+from assistant_forget.core.threads import one_torch_thread
+from assistant_forget.families.assistant.base import decide, intent_probs, load_base
+from assistant_forget.families.assistant.model import lm_loss
+from assistant_forget.device.clinc import OOS, load_clinc
+from assistant_forget.device.device import Device
+from assistant_forget.runner.engine import open_engine
+from assistant_forget.device.importer import import_jsonl
+from assistant_forget.families.assistant.personalize import PERSONAL_SETS, PersonalizationConfig
+from assistant_forget.device.store import LogStore
 from device_sim.generator import generate_days, heldout_utterances, write_jsonl
 from device_sim.persona import make_persona
 

@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assistant_forget import api, metrics
-from assistant_forget.forget import Selector
-from assistant_forget.personalize import DayTrainer, PersonalizationConfig
-from assistant_forget.verify import MEMORISED_BITS, VerifyConfig, current_backend, exposure, verify_forget
+from assistant_forget import api
+from assistant_forget.verify import metrics
+from assistant_forget.runner.selector import Selector
+from assistant_forget.families.assistant.personalize import DayTrainer, PersonalizationConfig
+from assistant_forget.verify.verification import MEMORISED_BITS, VerifyConfig, current_backend, exposure, verify_forget
 from bench_devices import build, heldout, plant, secrets as canary_secrets
 
 TH = metrics.Thresholds()

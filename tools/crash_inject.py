@@ -48,13 +48,13 @@ for _path in (REPO, REPO / "tests"):  # the package, and the shared byte scan (t
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from assistant_forget import crashpoints  # noqa: E402
+from assistant_forget.core import crashpoints
 
 OPS = ("train", "forget_exact", "forget_fast", "maintain", "export", "export_coreml",
        "verify_whatif")  # operations the harness interrupts
 PRELOAD = ["torch", "torch._dynamo", "torch.onnx", "onnx", "onnxruntime", "assistant_forget.api",  # imported once,
-           "assistant_forget.engine", "assistant_forget.export", "assistant_forget.runtime", "scan", "devkit"]
-PRELOAD_IF_PRESENT = ["assistant_forget.verify", "assistant_forget.verify_report", "coremltools"]
+           "assistant_forget.runner.engine", "assistant_forget.export.convert", "assistant_forget.export.runtime", "scan", "devkit"]
+PRELOAD_IF_PRESENT = ["assistant_forget.verify.verification", "assistant_forget.verify.report", "coremltools"]
 PROBE = "set an alarm for seven"  # what the app asks the loaded export
 KNOWN_WINDOWS: dict[str, str] = {}  # crash points after which a reader may find the device unusable: none
 # (`publish.old_moved_aside` was one until publish exchanged the directories atomically)
@@ -162,12 +162,12 @@ def run_op(dev: str, op: str, day: str) -> dict | None:
 def consistency(dev: Path) -> list[str]:
     """What is wrong with `dev` as it is now, for a reader: store, ledger, model, live export."""
     from assistant_forget import api
-    from assistant_forget.device import Device
-    from assistant_forget.engine import open_engine
-    from assistant_forget.ledger import Ledger
-    from assistant_forget.publish import current_export, verify_export
-    from assistant_forget.runtime import load_current
-    from assistant_forget.store import LogStore
+    from assistant_forget.device.device import Device
+    from assistant_forget.runner.engine import open_engine
+    from assistant_forget.core.ledger import Ledger
+    from assistant_forget.export.publish import current_export, verify_export
+    from assistant_forget.export.runtime import load_current
+    from assistant_forget.device.store import LogStore
 
     problems = []
     checks = [("status", lambda: api.status(dev)), ("ledger", lambda: Ledger(dev / "ledger").verify())]
@@ -203,8 +203,8 @@ def consistency(dev: Path) -> list[str]:
 
 def leftovers(dev: Path) -> list[str]:
     """Files a finished operation must not leave: unreferenced ledger files, other export versions, temp files."""
-    from assistant_forget.ledger import Ledger
-    from assistant_forget.publish import CURRENT, current_version, exports_dir
+    from assistant_forget.core.ledger import Ledger
+    from assistant_forget.export.publish import CURRENT, current_version, exports_dir
 
     ledger = Ledger(dev / "ledger")
     keep = ledger.referenced(ledger.load_manifest()) | {"manifest.json"}
@@ -240,7 +240,7 @@ def receipt_checks(dev: Path, op: str, journaled: str | None) -> list[str]:
     """Every receipt line once (raw lines: `receipts.read_all` merges lines of one id and would hide a
     duplicate); the exact pass a kill interrupted after its journal ended with exactly one `exact_pass`
     line (its journal's id); an interrupted `maintain` ends with exactly one exact pass receipt."""
-    from assistant_forget import receipts
+    from assistant_forget.device import receipts
 
     path = dev / receipts.FILENAME
     counts: Counter = Counter()
@@ -282,11 +282,11 @@ def outside_checks(dirs: list[Path], texts: list[str]) -> list[str]:
 
 def export_matches_model(dev: Path) -> list[str]:
     """The live export must be the current model's (same version, same exact/approximate state)."""
-    from assistant_forget.device import Device
-    from assistant_forget.engine import open_engine
-    from assistant_forget.export import make_spec, model_version
-    from assistant_forget.publish import current_version
-    from assistant_forget.store import LogStore
+    from assistant_forget.device.device import Device
+    from assistant_forget.runner.engine import open_engine
+    from assistant_forget.export.convert import make_spec, model_version
+    from assistant_forget.export.publish import current_version
+    from assistant_forget.device.store import LogStore
 
     d = Device.open(dev)
     with LogStore(d.store_path, readonly=True) as store:
@@ -301,8 +301,8 @@ def export_matches_model(dev: Path) -> list[str]:
 
 def forget_checks(dev: Path, day: str, texts: list[str]) -> list[str]:
     """A finished forget: journal gone, no text of the day in any file, no ledger file of the day, a receipt."""
-    from assistant_forget import receipts
-    from assistant_forget.forget import JOURNAL
+    from assistant_forget.device import receipts
+    from assistant_forget.runner.forget import JOURNAL
     from scan import find_texts
 
     out = [f"journal: {JOURNAL} is still there"] if (dev / JOURNAL).exists() else []
@@ -317,8 +317,8 @@ def forget_checks(dev: Path, day: str, texts: list[str]) -> list[str]:
 def after_crash(dev: str, op: str, day: str, texts: list[str], ref: str) -> dict:
     """Everything after the kill, in order: inspect, recover, inspect, finish, compare with the reference."""
     from assistant_forget import api
-    from assistant_forget.forget import JOURNAL
-    from assistant_forget.store import LogStore
+    from assistant_forget.runner.forget import JOURNAL
+    from assistant_forget.device.store import LogStore
     from devkit import model_files
 
     root = Path(dev)

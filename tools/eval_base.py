@@ -17,10 +17,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assistant_forget.base import base_dir, load_base  # noqa: E402
-from assistant_forget.base_eval import evaluate_base, latency_ms, split_texts  # noqa: E402
-from assistant_forget.errors import ForgetError  # noqa: E402
-from assistant_forget.model import count_parameters  # noqa: E402
+from assistant_forget.families.assistant.base import base_dir, load_base  # noqa: E402
+from assistant_forget.build.evaluate import evaluate_base, latency_ms, split_texts  # noqa: E402
+from assistant_forget.core.errors import ForgetError  # noqa: E402
+from assistant_forget.families.assistant.model import count_parameters  # noqa: E402
 
 LATENCY_UTTERANCES = 300  # test utterances timed one at a time for the latency figure
 

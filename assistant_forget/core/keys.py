@@ -1,0 +1,35 @@
+"""Keys: the names a family's data is grouped under (a local day, a user, a session), checked once here.
+
+A key becomes part of file names (ledger/deltas/<key>-<hash>.safetensors) and of tombstones, so it must be
+safe as a file name on every system: no path separator, not `.` or `..`, bounded in length. Item ids obey
+the same rule. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import BadInput
+
+MAX_KEY = 128  # longest key (and item id) a family's data may use
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """`key` if it can name a day's data on disk and in the ledger, else BadInput saying why.
+
+    A key becomes part of file names (ledger/deltas/<key>-....safetensors), so it must not hold a path
+    separator, must not be `.` or `..`, and is bounded in length.
+
+    >>> check_key("2026-03-03"), check_key("user-17")
+    ('2026-03-03', 'user-17')
+    """
+    if not isinstance(key, str) or not key:
+        raise BadInput(f"{what} must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY:
+        raise BadInput(f"{what} {key[:40]!r}... is {len(key)} characters; at most {MAX_KEY}")
+    if "/" in key or "\\" in key or key in (".", "..") or ".." in key:
+        raise BadInput(f"{what} {key!r} must not contain a path separator or '..'")
+    if not _KEY_RE.match(key):
+        raise BadInput(f"{what} {key!r}: use letters, digits and . _ @ + - (starting with a letter or digit)")
+    return key

@@ -1,0 +1,1 @@
+"""One phone's directory: its lock, local time, the SQLite stores, import, receipts, tombstones, work copies."""

@@ -1,0 +1,1 @@
+"""The forget runner: the engine, selectors, the journal and recovery, the writing session, status."""
