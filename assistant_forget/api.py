@@ -13,6 +13,7 @@ from typing import Iterator
 from .runner import forget as forgetting
 from .device import receipts
 from .device.device import Device
+from .export.publish import FORMATS
 from .runner.engine import Engine, open_engine
 from .runner.selector import Selector
 from .runner.session import session
@@ -21,7 +22,6 @@ from .device.localtime import parse_date
 from .device.store import LogStore
 from .core.timeline import Progress
 
-FORMATS = ("onnx", "coreml")
 
 
 def parse_formats(spec: str | None) -> tuple[str, ...] | None:

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import onnx
 
 STATES = ("exact", "approximate")  # exact: no forgotten data left; approximate: a fast forget awaits its exact pass
-FORMATS = ("onnx", "coreml")  # export formats `publish` understands
 EXPORT_FORMAT = 1  # version of the metadata layout below
 ONNX_OPSET = 17
 INPUT_NAMES = ("input_ids", "attention_mask")

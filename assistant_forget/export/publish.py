@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
     from .convert import ExportSpec
 
+FORMATS = ("onnx", "coreml")  # the export formats, in the order an export lists them
+DEFAULT_FORMATS = ("onnx",)  # what a device exports until it is asked for others
 MANIFEST_FORMAT = 2  # version of export.json's layout (2: sealed with its own SHA-256, fsio.sealed_json_bytes)
 EXPORTS = "exports"  # folder under the device directory
 CURRENT = "CURRENT"  # file naming the live version
@@ -150,8 +152,7 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
-    from .convert import FORMATS
-
+    """`formats` as a tuple in FORMATS order; BadInput for an unknown, repeated or missing-onnx list."""
     if isinstance(formats, str):
         formats = (formats,)
     fmts = tuple(formats)

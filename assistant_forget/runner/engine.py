@@ -17,13 +17,10 @@ from ..core.ledger import Ledger, Manifest
 from ..core.timeline import Progress, SyncPlan, Timeline
 from ..device.device import Device
 from ..device.tombstones import LedgerBinding
-from ..export.publish import current_export, read_manifest
+from ..export.publish import DEFAULT_FORMATS, current_export, read_manifest
 from ..families.assistant.base import BaseModel
 from ..families.assistant.family import AssistantFamily
 from ..families.assistant.personalize import PersonalizationConfig
-
-DEFAULT_FORMATS = ("onnx",)
-
 
 @dataclass
 class Engine:

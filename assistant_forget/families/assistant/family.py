@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ...export.publish import publish
+from ...export.publish import DEFAULT_FORMATS, publish
 from .base import BaseModel, load_base
 from .model import AssistantModel
 from .personalize import DayTrainer, PersonalizationConfig, fingerprint_day, joint_loss_per_example, personal_parameters
@@ -100,4 +100,4 @@ class AssistantFamily:
 
     def publish(self, root: Path, model: nn.Module, state: str, formats: Sequence[str] | None = None) -> str:
         return publish(root, model, self.base.root / "tokenizer.model", list(self.base.labels), state,
-                       tuple(formats or ("onnx",)), oos_threshold=self.base.labels.oos_threshold)
+                       tuple(formats or DEFAULT_FORMATS), oos_threshold=self.base.labels.oos_threshold)
