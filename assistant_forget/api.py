@@ -2,26 +2,39 @@
 
 Every function that writes holds the device lock, and first finishes any forget a crash interrupted
 (`forget.recover`). Arguments are validated before the device is opened, so bad input changes nothing.
+
+The model's modules (torch and the rest) are imported by the functions that need them, so that `history`,
+`status` and every `--help` start without them.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from .runner import forget as forgetting
+from .core.errors import BadInput
 from .device import receipts
 from .device.device import Device
-from .export.publish import FORMATS
-from .runner.engine import Engine, open_engine
-from .runner.selector import Selector
-from .runner.session import session
-from .core.errors import BadInput
 from .device.localtime import parse_date
 from .device.store import LogStore
-from .core.timeline import Progress
+from .export.publish import FORMATS
+from .runner.selector import Selector
 
+if TYPE_CHECKING:
+    from .core.timeline import Progress
+    from .runner.engine import Engine
+
+
+
+@contextmanager
+def session(root: Path, progress: Progress | None = None, family=None) -> Iterator[Engine]:
+    """Open a device for writing: lock, store, engine (the assistant's, or `family`'s); a forget a crash
+    interrupted is finished first (runner/session.py)."""
+    from .runner.session import session as open_session
+
+    with open_session(root, progress, family) as eng:
+        yield eng
 
 
 def parse_formats(spec: str | None) -> tuple[str, ...] | None:
@@ -53,6 +66,7 @@ def train(root: Path, until: str | None = None, progress: Progress | None = None
 
 def maintain(root: Path, progress: Progress | None = None) -> dict | None:
     """Run the exact passes that fast forgets left pending (the phone calls this while charging)."""
+    from .runner import forget as forgetting
     with session(root, progress) as eng:
         return forgetting.maintain(eng, progress)
 
@@ -68,18 +82,34 @@ def export(root: Path, formats: str | None = None) -> dict:
 def forget(root: Path, *, date: str | None = None, start: str | None = None, end: str | None = None,
            ids: list[str] | None = None, contains: str | None = None, mode: str = "auto",
            dry_run: bool = False, progress: Progress | None = None) -> dict:
-    """Forget what the selector names (see runner/forget.py); with `dry_run`, only the plan."""
+    """Forget what the selector names (see runner/forget.py); with `dry_run`, only the plan (runner/plan.py),
+    computed without loading the model."""
+    from .runner.plan import resolve
+
     sel = Selector.parse(date_=date, start=start, end=end, ids=ids, contains=contains)
-    forgetting.resolve(mode)
+    resolve(mode)
     if dry_run:
-        dev = Device.open(root)
-        with LogStore(dev.store_path, readonly=True) as store:
-            plan = forgetting.make_plan(open_engine(dev, store), sel, mode)
-            shown = ({"matched": [{"id": u.id, "day": u.local_date, "text": u.text} for u in sel.match(store)]}
-                     if sel.kind in ("contains", "utterance") else {})  # what a phrase or ids matched, before it goes
-            return {"dry_run": True, **plan.summary(), **shown}
+        return _dry_run(root, sel, mode)
+    from .runner import forget as forgetting
     with session(root, progress) as eng:
         return forgetting.forget(eng, sel, mode, progress)
+
+
+def _dry_run(root: Path, sel: Selector, mode: str) -> dict:
+    """The assistant's forget plan from the log and the ledger's manifest alone (torch is never imported)."""
+    from .core.ledger import Ledger
+    from .families.assistant.config import PersonalizationConfig, base_dir, model_id, read_checksums
+    from .runner.plan import plan_forget
+
+    dev = Device.open(root)
+    cfg = PersonalizationConfig()
+    with LogStore(dev.store_path, readonly=True) as store:
+        m = Ledger(dev.root / "ledger").manifest_for(model_id(read_checksums(base_dir()), cfg), cfg.checkpoint_every,
+                                                     cfg.delta_dtype)
+        plan = plan_forget(store, m, cfg, sel, mode)
+        shown = ({"matched": [{"id": u.id, "day": u.local_date, "text": u.text} for u in sel.match(store)]}
+                 if sel.kind in ("contains", "utterance") else {})  # what a phrase or ids matched, before it goes
+        return {"dry_run": True, **plan.summary(), **shown}
 
 
 def history(root: Path) -> list[dict]:
@@ -107,6 +137,7 @@ def retain(root: Path, keep_days: int, today: str, mode: str = "auto",
     """
     from datetime import timedelta
 
+    from .runner import forget as forgetting
     if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 1:
         raise BadInput(f"keep_days must be an integer >= 1 (the number of recent days to keep), got {keep_days!r}")
     forgetting.resolve(mode)
@@ -183,6 +214,8 @@ class ModelDevice:
         """Forget whole keys or single items with a registered method (a name or a Method); the receipt.
 
         With `dry_run`, only the plan."""
+        from .runner import forget as forgetting
+
         if (keys is None) == (ids is None):
             raise BadInput("give exactly one of keys=[...] or ids=[...]")
         sel = Selector.keys(keys) if keys is not None else Selector.parse(ids=list(ids))
@@ -192,6 +225,8 @@ class ModelDevice:
 
     def maintain(self, progress: Progress | None = None) -> dict | None:
         """Run the exact pass an approximate forget left pending; its receipt, or None."""
+        from .runner import forget as forgetting
+
         return forgetting.maintain(self._eng, progress)
 
     def history(self) -> list[dict]:
@@ -212,8 +247,6 @@ def open_device(root: Path, family, seed: int | None = None,
 
     `family` is a model family (core/family.py), e.g. `ModuleFamily(module, loss)`. On opening, a forget a
     crash interrupted is finished first."""
-    from .runner.session import session
-
     dev = Device.open_or_create(Path(root), seed)
     with session(dev.root, progress, family=family) as eng:
         yield ModelDevice(eng)

@@ -331,7 +331,9 @@ def plugin_commands() -> list[Command]:
     return sorted((ep.load() for ep in entry_points(group=PLUGINS)), key=lambda c: c[0])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser, every command configured; with `chosen`, only that command's options (the others are listed
+    by name and help, and their option modules, e.g. the simulator's, are not imported)."""
     parser = _Parser(
         prog="assistant-forget",
         description="Let an on-device assistant forget a day, a range, an utterance or a person, and prove it.",
@@ -339,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help, configure, fn in COMMANDS + plugin_commands():
         p = sub.add_parser(name, help=help, description=help)
-        configure(p)
+        if chosen is None or name == chosen:
+            configure(p)
         p.set_defaults(func=fn)
     return parser
 
@@ -424,7 +427,8 @@ def _os_error_message(e: OSError, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     _utf8_stdio()
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in given if not a.startswith("-")), ""))
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

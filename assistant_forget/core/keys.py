@@ -1,4 +1,5 @@
-"""Keys: the names a family's data is grouped under (a local day, a user, a session), checked once here.
+"""Keys: the names a family's data is grouped under (a local day, a user, a session), checked once here, and
+the seed each key trains with.
 
 A key becomes part of file names (ledger/deltas/<key>-<hash>.safetensors) and of tombstones, so it must be
 safe as a file name on every system: no path separator, not `.` or `..`, bounded in length. Item ids obey
@@ -7,6 +8,7 @@ the same rule. Nothing here imports torch.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from .errors import BadInput
@@ -33,3 +35,13 @@ def check_key(key: object, what: str = "key") -> str:
     if not _KEY_RE.match(key):
         raise BadInput(f"{what} {key!r}: use letters, digits and . _ @ + - (starting with a letter or digit)")
     return key
+
+
+def day_seed(device_seed: int, day: str, purpose: str = "train") -> int:
+    """A 63-bit seed for one day, a pure function of (device seed, date, purpose).
+
+    >>> day_seed(0, "2026-03-03") == day_seed(0, "2026-03-03"), day_seed(0, "2026-03-03") == day_seed(1, "2026-03-03")
+    (True, False)
+    """
+    h = hashlib.sha256(f"{device_seed}:{purpose}:{day}".encode()).digest()
+    return int.from_bytes(h[:8], "big") >> 1

@@ -19,20 +19,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from . import crashpoints
 from .errors import CorruptFile
 from .keys import check_key
 from .fsio import atomic_write_bytes, clean_temp_files, remove_durably, sealed_json_bytes, sha256_bytes, unseal_json
-from .tensorfile import load_tensors, save_tensors, tensors_to_bytes
 
 FORMAT = 3  # 2: the manifest carries its own checksum (fsio.sealed_json_bytes); 3: DayEntry.reads
 REBUILD = ("the ledger is derived from the log alone: delete the device's ledger directory and run "
            "`assistant-forget train` to rebuild it")  # what to do about a corrupt ledger file
-DELTA_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+if TYPE_CHECKING:
+    import torch
+
+DELTA_DTYPES = ("float32", "float16", "bfloat16")  # storage dtypes of deltas (torch dtype names)
 
 
 @dataclass
@@ -64,6 +64,11 @@ class Manifest:
     def approximate(self) -> bool:
         return self.pending_exact_from is not None
 
+    def readers(self, days) -> list[str]:
+        """Trained days, other than `days`, whose stored delta was trained on the data of one of `days`."""
+        gone = set(days)
+        return [d for d, e in self.days.items() if d not in gone and e.delta is not None and gone.intersection(e.reads)]
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -82,6 +87,8 @@ class Manifest:
 
 def state_version(state: dict[str, torch.Tensor]) -> str:
     """The model version: a hash of the personal parameters' exact bytes."""
+    from .tensorfile import tensors_to_bytes
+
     return sha256_bytes(tensors_to_bytes(state))[:16]
 
 
@@ -111,6 +118,16 @@ class Ledger:
     # -- manifest -----------------------------------------------------------------------------
     def exists(self) -> bool:
         return self.manifest_path.is_file()
+
+    def manifest_for(self, model_id: str, checkpoint_every: int, delta_dtype: str) -> Manifest:
+        """The committed manifest, refused (CorruptFile) when it belongs to another model; a fresh one with these
+        settings when the ledger does not exist yet."""
+        m = self.load_manifest()
+        if not self.exists():
+            m.model, m.checkpoint_every, m.delta_dtype = model_id, checkpoint_every, delta_dtype
+        elif m.model != model_id:
+            raise CorruptFile(f"{self.manifest_path}: ledger belongs to model {m.model!r}, not {model_id!r}")
+        return m
 
     def load_manifest(self) -> Manifest:
         """The committed manifest (a fresh one if the ledger does not exist yet)."""
@@ -156,6 +173,8 @@ class Ledger:
         """Write tensors as `<kind>/<stem>-<sha12>.safetensors` (kind '' = ledger root); return the ref.
 
         `stem` (a key) is checked to be a plain file-name part: a key like "a/b" never becomes a folder."""
+        from .tensorfile import save_tensors, tensors_to_bytes
+
         check_key(stem, "ledger key")
         data = tensors_to_bytes(tensors)
         sha = sha256_bytes(data)
@@ -170,12 +189,16 @@ class Ledger:
     def read(self, ref: FileRef) -> dict[str, torch.Tensor]:
         """Load a referenced file, verifying its checksum (CorruptFile names the file otherwise)."""
         try:
+            from .tensorfile import load_tensors
+
             return load_tensors(self.root / ref.file, ref.sha256)
         except CorruptFile as e:
             raise CorruptFile(f"{e}; {REBUILD}") from None
 
     def write_delta(self, m: Manifest, day: str, delta: dict[str, torch.Tensor]) -> FileRef:
-        dtype = DELTA_DTYPES[m.delta_dtype]
+        import torch
+
+        dtype = getattr(torch, m.delta_dtype)
         return self.write("deltas", day, {k: v.to(dtype) for k, v in delta.items()})
 
     def read_delta(self, ref: FileRef) -> dict[str, torch.Tensor]:

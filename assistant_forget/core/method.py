@@ -159,22 +159,24 @@ class Method:
 _REGISTRY: dict[str, type[Method]] = {}
 ENV_PLUGINS = "ASSISTANT_FORGET_METHODS"  # comma-separated modules or .py files that register methods
 ENTRY_POINTS = "assistant_forget.methods"  # entry-point group of installed packages that register methods
-BUILTIN = "assistant_forget.methods"  # the shipped methods: loaded like any other plugin, first
+BUILTIN = "assistant_forget.methods"  # the package of the shipped methods, one module each
+SHIPPED = {"fast": "fast", "exact": "exact", "auto": "auto", "retrain": "retrain", "subtraction": "subtraction",
+           "finetune": "finetune", "sisa": "sisa", "neggrad+": "neggrad"}  # name -> module in BUILTIN
 _loaded: set[str] = set()
 
 
 def load_plugins() -> None:
-    """Import the modules that register methods: the shipped ones (BUILTIN, a layer above this one, so loaded
-    by name rather than imported), installed packages' entry points in ENTRY_POINTS, and every module or .py
-    file ENV_PLUGINS names. Each is imported once; a missing or
-    failing one is BadInput naming it (a forget must not start, or be recovered, with the wrong method)."""
+    """Import the modules that register methods: the shipped ones (SHIPPED in BUILTIN, a layer above this one,
+    so loaded by name rather than imported), installed packages' entry points in ENTRY_POINTS, and every module
+    or .py file ENV_PLUGINS names. Each is imported once; a missing or failing one is BadInput naming it (a
+    forget must not start, or be recovered, with the wrong method)."""
     import importlib
     import importlib.util
     import os
     from importlib.metadata import entry_points
     from pathlib import Path
 
-    specs = [BUILTIN] + [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINTS)]
+    specs = [f"{BUILTIN}.{m}" for m in SHIPPED.values()] + [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINTS)]
     specs += [x.strip() for x in os.environ.get(ENV_PLUGINS, "").split(",") if x.strip()]
     for spec in specs:
         if spec in _loaded:
@@ -217,6 +219,11 @@ def names(commits: bool | None = None) -> list[str]:
 def get(name: str, config: Any = None) -> Method:
     """The registered method `name` with `config` (a Config, a dict of settings, or None for the defaults)."""
     cls = _REGISTRY.get(name)
+    if cls is None and name in SHIPPED:  # only its own module: planning a forget stays light
+        import importlib
+
+        importlib.import_module(f"{BUILTIN}.{SHIPPED[name]}")
+        cls = _REGISTRY.get(name)
     if cls is None:
         load_plugins()
         cls = _REGISTRY.get(name)

@@ -15,7 +15,6 @@ optional repair step. Nothing here knows about utterances or transformers.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
@@ -24,22 +23,13 @@ import torch.nn as nn
 
 from . import crashpoints
 from .errors import CorruptFile
+from .keys import day_seed  # noqa: F401  (part of this module's API)
 from .ledger import DayEntry, Ledger, Manifest, state_version
 
 # (model, "YYYY-MM-DD", seed): train personal params in place; returns the other days whose data it read
 TrainDay = Callable[[nn.Module, str, int], Optional[Iterable[str]]]
 Repair = Callable[[nn.Module, int], None]  # (model, seed): a short repair fine-tune after a subtraction
 Progress = Callable[[str], None]  # called with each day as it is (re)trained
-
-
-def day_seed(device_seed: int, day: str, purpose: str = "train") -> int:
-    """A 63-bit seed for one day, a pure function of (device seed, date, purpose).
-
-    >>> day_seed(0, "2026-03-03") == day_seed(0, "2026-03-03"), day_seed(0, "2026-03-03") == day_seed(1, "2026-03-03")
-    (True, False)
-    """
-    h = hashlib.sha256(f"{device_seed}:{purpose}:{day}".encode()).digest()
-    return int.from_bytes(h[:8], "big") >> 1
 
 
 def personal_state(model: nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
@@ -100,13 +90,7 @@ class Timeline:
         load_state(self.model, state)
 
     def manifest(self) -> Manifest:
-        m = self.ledger.load_manifest()
-        if not self.ledger.exists():
-            m.model, m.checkpoint_every, m.delta_dtype = self.model_id, self.checkpoint_every, self.delta_dtype
-        elif m.model != self.model_id:
-            raise CorruptFile(f"{self.ledger.manifest_path}: ledger belongs to model {m.model!r}, "
-                              f"not {self.model_id!r}")
-        return m
+        return self.ledger.manifest_for(self.model_id, self.checkpoint_every, self.delta_dtype)
 
     def load(self) -> Manifest:
         """Put the committed personal state into the model; return the manifest."""
@@ -185,10 +169,7 @@ class Timeline:
     # -- fast tier ------------------------------------------------------------------------------
     def readers(self, days: Iterable[str], m: Manifest | None = None) -> list[str]:
         """Trained days, other than `days`, whose stored delta was trained on the data of one of `days`."""
-        gone = set(days)
-        m = m or self.manifest()
-        return [d for d, e in m.days.items()
-                if d not in gone and e.delta is not None and gone.intersection(e.reads)]
+        return (m or self.manifest()).readers(days)
 
     def fast_forget(self, days: list[str], repair: Repair | None = None, subtract: bool = True) -> Manifest:
         """Subtract the deltas of `days` and of their readers, drop every checkpoint from the first forgotten

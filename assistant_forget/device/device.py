@@ -23,6 +23,8 @@ from ..core.fsio import atomic_write_json
 
 FORMAT_VERSION = 1
 DEFAULT_SEED = 0  # the seed a device gets when `--seed` is not given
+JOURNAL = "journal.json"  # only while a forget runs (runner/forget.py)
+MAINTAIN_JOURNAL = "maintain.json"  # only while an exact pass runs (runner/forget.py)
 
 
 def valid_seed(seed: object) -> bool:

@@ -1,7 +1,5 @@
-"""The shipped forgetting methods, one module each; importing this package registers them (core/method.py).
+"""The shipped forgetting methods, one module each, registered when imported (core/method.py loads a method's
+module on first use, so planning with `fast` never imports SISA's torch code).
 
-Commit to a device: fast, exact, auto, retrain, subtraction, finetune. Measured only (in memory, for
-benchmarks): sisa, neggrad+. `_shared` holds what more than one of them needs.
+Commit to a device: fast, exact, auto, retrain, subtraction, finetune. Measured only: sisa, neggrad+.
 """
-
-from . import auto, exact, fast, finetune, neggrad, retrain, sisa, subtraction  # noqa: F401

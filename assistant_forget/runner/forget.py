@@ -34,80 +34,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import methods as _registered  # noqa: F401  (registers the shipped methods)
 from ..core import crashpoints
 from ..core import method as methods
 from ..core.errors import BadInput, CorruptFile, NothingToForget
 from ..core.fsio import atomic_write_json, check_writable, clean_temp_files, fsync_dir, remove_durably
 from ..core.method import Method, Plan, Request
 from ..device import receipts, tombstones, workdir
+from ..device.device import JOURNAL, MAINTAIN_JOURNAL
 from ..export.publish import CURRENT, EXPORTS
 from ..export.publish import check_writable as check_publishable
 from .engine import Engine
+from .plan import ForgetPlan, make_plan, resolve  # noqa: F401  (part of this module's API)
 from .selector import Selector
 
-JOURNAL = "journal.json"
-MAINTAIN_JOURNAL = "maintain.json"
-
-
-@dataclass(frozen=True)
-class ForgetPlan:
-    """A forget decided: what it removes (the request) and what its method will do (the method's plan)."""
-
-    request: Request
-    plan: Plan
-    requested: str  # the method asked for (auto: before it picked)
-
-    mode = property(lambda self: self.plan.method)  # the method that runs
-    ids = property(lambda self: list(self.request.ids))
-    days = property(lambda self: self.request.days)
-    trained = property(lambda self: self.request.trained)
-    readers = property(lambda self: self.request.readers)
-    replay_days = property(lambda self: self.request.replay_days)
-    repair_steps = property(lambda self: self.plan.repair_steps)
-
-    def summary(self) -> dict:
-        r, p = self.request, self.plan
-        return {"mode": p.method, "method": p.method, "requested_mode": self.requested, "config": p.config,
-                "exact": p.exact, "utterances": len(r.ids), "days": r.days, "trained_days": r.trained,
-                "untrained_days": sorted(set(r.days) - set(r.trained)), "readers": r.readers,
-                "exact_replay_days": r.replay_days, "subtracted_utterances": r.subtracted,
-                "repair_steps": p.repair_steps}
-
-
-def resolve(mode: str | Method) -> Method:
-    """The committing method `mode` names (a registered name or a Method); BadInput naming the choices."""
-    if isinstance(mode, Method):
-        return methods.committing(mode.name, mode.config)
-    if not isinstance(mode, str) or mode not in methods.names():
-        raise BadInput(f"--mode must be one of {', '.join(methods.names(commits=True))}, got {mode!r} "
-                       f"(measured only, not for a device: {', '.join(methods.names(commits=False))})")
-    return methods.committing(mode)
-
-
-def make_plan(eng: Engine, sel: Selector, mode: str | Method = "auto") -> ForgetPlan:
-    """Which rows and days a forget touches, and what the method will do. Changes nothing."""
-    method = resolve(mode)
-    rows = sel.match(eng.store)
-    if not rows:
-        raise NothingToForget("nothing matches that selector; nothing was changed")
-    days: dict[str, int] = {}
-    for u in rows:
-        days[u.local_date] = days.get(u.local_date, 0) + 1
-    m = eng.manifest()
-    trained = sorted(d for d in days if d in m.days)
-    counts = eng.store.day_counts()
-    gone = {d for d, n in days.items() if counts.get(d) == n}  # days with nothing left to train on
-    replay = 0
-    if trained:
-        ckpt = max((c for c in m.checkpoints if c < trained[0]), default=None)
-        replay = sum(1 for d in m.days if (ckpt is None or d > ckpt) and d not in gone)
-    readers = eng.timeline.readers(trained, m) if trained else []
-    request = Request(tuple(u.id for u in rows), dict(sorted(days.items())), trained, readers, replay,
-                      subtracted=sum(counts.get(d, 0) for d in trained + readers),
-                      retained=sum(counts.values()) - len(rows), until=eng.last_trained(),
-                      history=sum(1 for d in m.days if d not in gone))
-    return ForgetPlan(request, method.plan(request, eng.family), method.name)
 
 
 def forget(eng: Engine, sel: Selector, mode: str | Method = "auto", progress=None) -> dict:

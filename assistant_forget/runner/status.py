@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..device import receipts, tombstones
-from ..device.device import Device
-from .forget import JOURNAL, MAINTAIN_JOURNAL
+from ..device.device import JOURNAL, MAINTAIN_JOURNAL, Device
 from ..core.ledger import Ledger
 from ..export.publish import current_version
 from ..device.store import LogStore

@@ -27,19 +27,12 @@ from ...device.clinc import OOS
 from ...core.numerics import oos_rule
 from ...core.errors import BadInput, CorruptFile
 from ...core.fsio import sha256_bytes
+from .config import ARTEFACTS, base_dir, read_checksums  # noqa: F401  (part of this module's API)
 from .model import AssistantModel, ModelConfig
 from ...core.tensorfile import load_tensors
 from .tokenizer import BOS_ID, EOS_ID, Tokenizer
 
 FORMAT_VERSION = 1
-ARTEFACTS = ("tokenizer.model", "model.safetensors", "config.json", "labels.json", "MODEL_CARD.md")
-
-
-def base_dir(path: Path | str | None = None) -> Path:
-    """The base-model directory: `path` if given, else $ASSISTANT_FORGET_BASE, else models/base/ in this repository."""
-    if path is None:
-        path = os.environ.get("ASSISTANT_FORGET_BASE") or Path(__file__).resolve().parents[3] / "models" / "base"
-    return Path(path)
 
 
 @dataclass(frozen=True)
@@ -91,26 +84,6 @@ def _read_checked(path: Path, sums: dict[str, str]) -> bytes:
         raise CorruptFile(f"{path}: checksum mismatch with checksums.json (file truncated or tampered with); "
                           "refusing to load it")
     return data
-
-
-def read_checksums(root: Path) -> dict[str, str]:
-    """checksums.json of a base directory; CorruptFile when missing, malformed or incomplete."""
-    path = root / "checksums.json"
-    try:
-        sums = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CorruptFile(f"{path}: missing; {root} is not a base-model directory "
-                          "(build one with tools/build_base_model.py)") from None
-    except (OSError, ValueError) as e:
-        raise CorruptFile(f"{path}: unreadable ({e})") from None
-    missing = [a for a in ARTEFACTS if not isinstance(sums, dict) or not isinstance(sums.get(a), str)]
-    if missing:
-        raise CorruptFile(f"{path}: no checksum for {', '.join(missing)}; rebuild the base model")
-    absent = [n for n in sums if Path(n).name != n or not isinstance(sums[n], str) or not (root / n).is_file()]
-    if absent:
-        raise CorruptFile(f"{path}: lists {', '.join(map(repr, absent))}, which is not a file of {root} "
-                          "(checksums.json was altered); restore models/base from the repository")
-    return sums
 
 
 def load_base(dir: Path | str | None = None) -> BaseModel:

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from ...export.publish import DEFAULT_FORMATS, publish
 from .base import BaseModel, load_base
+from .config import model_id
 from .model import AssistantModel
 from .personalize import DayTrainer, PersonalizationConfig, fingerprint_day, joint_loss_per_example, personal_parameters
 
@@ -64,7 +65,7 @@ class AssistantFamily:
         self.base = base or load_base()
         self.cfg = cfg or PersonalizationConfig()
         self.trainer = DayTrainer(store, self.base.tokenizer, self.base.labels, self.cfg, self.base.config.max_len)
-        self.model_id = f"{self.base.checksums['model.safetensors'][:12]}-{self.cfg.fingerprint()}"
+        self.model_id = model_id(self.base.checksums, self.cfg)
         self.checkpoint_every, self.delta_dtype = self.cfg.checkpoint_every, self.cfg.delta_dtype
         self.min_repair_steps = self.cfg.repair_steps
 

@@ -32,69 +32,8 @@ from ...device.clinc import load_clinc
 from .model import lm_loss
 from ...core.fitting import fit, minibatches, sample
 from ...device.store import LogStore, Utterance
+from .config import PERSONAL_SETS, PersonalizationConfig
 from .tokenizer import Tokenizer
-
-
-@dataclass(frozen=True)
-class PersonalizationConfig:
-    adapter_rank: int = 4  # rank of the low-rank adapters that carry personalisation
-    personal: str = "adapters"  # which parameters personalise (see PERSONAL_SETS)
-    lr: float = 1e-3  # AdamW learning rate (fresh optimizer every day)
-    epochs: int = 2  # passes over the day's mixed batch set
-    batch_size: int = 32  # utterances per step
-    replay_personal: int = 32  # utterances sampled from the replay days
-    replay_days: int = 1  # earlier retained days the replay draws from (recorded per day in the ledger)
-    replay_window: int = 7  # ... chosen among the last this many earlier days with data
-    replay_public: int = 128  # CLINC150 train utterances mixed in to keep the base's knowledge
-    lm_weight: float = 0.5  # weight of the next-token loss beside the intent loss
-    repair_steps: int = 8  # fewest steps of the fast tier's repair fine-tune on retained days ...
-    repair_per_step: int = 40  # ... one step per this many personal utterances whose training was subtracted ...
-    repair_steps_max: int = 64  # ... and at most this many (see `repair_budget`)
-    repair_sample: int = 128  # fewest retained utterances the repair draws from
-    checkpoint_every: int = 7  # ledger checkpoint after every C-th trained day
-    delta_dtype: str = "float16"  # ledger storage of deltas
-
-    def __post_init__(self) -> None:
-        if self.personal not in PERSONAL_SETS:
-            raise ValueError(f"personal={self.personal!r}: choose one of {sorted(PERSONAL_SETS)}")
-        if (self.adapter_rank < 0 or self.epochs < 1 or self.batch_size < 1 or self.replay_days < 0
-                or self.replay_window < 1 or self.repair_steps < 0 or self.repair_per_step < 1):
-            raise ValueError(f"invalid personalisation config: {self}")
-
-    def repair_budget(self, subtracted: int, retained: int) -> int:
-        """Repair steps after a subtraction that removed the training of `subtracted` personal utterances, with
-        `retained` utterances left to repair on.
-
-        A day with many utterances (a phrase said a thousand times) moved the model much further than a usual
-        day, and subtracting it leaves a larger gap to mend: 8 steps leave the fast model a point of intent
-        accuracy below the oracle on such days, where 27 steps close it (tools/bench_quality.py; figures in
-        docs/verification.md). A usual day, with its readers, stays at `repair_steps`. Past that floor the
-        repair makes no more passes over the retained utterances (with the public sample) than a day's
-        training makes over its own (`epochs`): a short history is not fitted over and over.
-
-        >>> cfg = PersonalizationConfig()
-        >>> cfg.repair_budget(60, 2400), cfg.repair_budget(1066, 2400), cfg.repair_budget(10**6, 2400)
-        (8, 27, 64)
-        >>> cfg.repair_budget(4100, 40), cfg.repair_budget(4100, 0)
-        (11, 8)
-        """
-        passes = -(-self.epochs * (retained + self.replay_public) // self.batch_size)
-        return max(self.repair_steps, min(self.repair_steps_max, passes, -(-subtracted // self.repair_per_step)))
-
-    def fingerprint(self) -> str:
-        """Hash of the settings that training depends on (part of the ledger's model id). The fast tier's
-        repair settings are left out: they change no delta or checkpoint, so tuning them keeps every ledger."""
-        kept = {k: v for k, v in asdict(self).items() if not k.startswith("repair_")}
-        return hashlib.sha256(repr(sorted(kept.items())).encode()).hexdigest()[:12]
-
-
-PERSONAL_SETS = {
-    "adapters+norms+intent_bias": lambda n: "lora_" in n or ".ln" in n or n.startswith("ln_f") or n == "intent.bias",
-    "adapters": lambda n: "lora_" in n,
-    "norms+biases": lambda n: ".ln" in n or n.startswith("ln_f") or n.endswith(".bias"),
-    "top_block+heads": lambda n: n.startswith("blocks.1.") and "lora_" not in n or n.startswith(("ln_f", "intent")),
-    "all": lambda n: True,  # for comparison only: every weight, ~30x over the ledger budget
-}
 
 
 def personal_parameters(model: nn.Module, cfg: PersonalizationConfig) -> list[str]:
