@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+import pytest
 
 from assistant_forget import api
 from assistant_forget.device.importer import import_jsonl
@@ -52,3 +57,24 @@ def private_texts(texts: list[str]) -> list[str]:
 
     public = find_texts(base_dir(), texts)
     return [t for t in texts if t not in public]
+
+
+@contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """`path` and everything under it unwritable for this process, root included (chattr +i), then restored."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
+        for p, m in modes.items():
+            p.chmod(m & ~0o222)
+        try:
+            yield
+        finally:
+            for p, m in modes.items():
+                p.chmod(m)
+        return
+    if subprocess.run(["chattr", "-R", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("root on a file system without immutable files: nothing makes a file read-only for root")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(path)], check=True)

@@ -10,20 +10,18 @@ that the log holds, like a Unicode phrase in its many spellings, is matched and 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
 from assistant_forget.cli import main
-from devkit import make_device, persona_log
+from devkit import make_device, persona_log, unwritable
 from scan import snapshot
 
 DAY = "2026-02-03"  # a day of the device's log (persona_log starts on 2026-02-02)
@@ -239,28 +237,6 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(case: Case, device: Pa
     assert err.startswith("error: ") and "Traceback" not in err and out == ""
     assert re.search(case.says, err, re.S), err[:500]
     assert (tree(device), tree(tmp_path)) == before
-
-
-@contextmanager
-def unwritable(path: Path) -> Iterator[None]:
-    """Make `path` and everything under it unwritable for this user, root included (chattr +i needs root)."""
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
-        for p in modes:
-            p.chmod(modes[p] & ~0o222)
-        try:
-            yield
-        finally:
-            for p, m in modes.items():
-                p.chmod(m)
-        return
-    if subprocess.run(["chattr", "-R", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("running as root on a file system without immutable files (chattr +i): nothing can make a "
-                    "file read-only for root here")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-R", "-i", str(path)], check=True)
 
 
 @pytest.mark.parametrize("what", ["device directory", "logs.sqlite"])

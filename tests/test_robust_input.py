@@ -27,7 +27,7 @@ from assistant_forget.core.errors import BadInput, CorruptFile, ForgetError
 from assistant_forget.device.localtime import localize
 from assistant_forget.device.store import LogStore, Utterance
 from assistant_forget.device.utterance import fold, match_key
-from devkit import make_device, persona_log
+from devkit import make_device, persona_log, unwritable
 from scan import find_texts, snapshot
 
 SCRIPT = Path(sys.executable).with_name("assistant-forget")
@@ -41,27 +41,6 @@ def utt(uid: str, text: str, timestamp: str = "2026-03-03T12:00:00-05:00", tz: s
 def tree(root: Path) -> dict[str, str]:
     """Every path under `root` with its hash ('dir' for directories): equal means nothing changed or appeared."""
     return {**{str(p.relative_to(root)): "dir" for p in root.rglob("*") if p.is_dir()}, **snapshot(root)}
-
-
-@contextmanager
-def unwritable(path: Path) -> Iterator[None]:
-    """`path` and everything under it unwritable for this process, root included (chattr +i), then restored."""
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
-        for p, m in modes.items():
-            p.chmod(m & ~0o222)
-        try:
-            yield
-        finally:
-            for p, m in modes.items():
-                p.chmod(m)
-        return
-    if subprocess.run(["chattr", "-R", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("root on a file system without immutable files: nothing makes a file read-only for root")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-R", "-i", str(path)], check=True)
 
 
 @contextmanager
