@@ -20,6 +20,15 @@ import torch.nn as nn
 
 from .keys import MAX_KEY, check_key  # noqa: F401  (part of the protocol: what a key may be)
 
+def fresh_model(family) -> nn.Module:
+    """`family`'s initial model with only its personal parameters trainable (what a day's training expects)."""
+    model = family.new_model()
+    personal = set(family.personal(model))
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in personal)
+    return model
+
+
 class ModelFamily(Protocol):
     """The model-specific half of a device, as the timeline, the methods, the runner and verify use it."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch.nn as nn
-
 from ..core.errors import BadInput
 from ..core.method import Subject
 
@@ -14,15 +12,6 @@ def trained_days(subject: Subject) -> list[str]:
     retained days."""
     horizon = max(subject.timeline.manifest().days, default=None)
     return [d for d in subject.family.store.day_counts() if horizon is None or d <= horizon]
-
-
-def fresh_model(family) -> nn.Module:
-    """`family`'s initial model with only its personal parameters trainable (what a day's training expects)."""
-    model = family.new_model()
-    personal = set(family.personal(model))
-    for n, p in model.named_parameters():
-        p.requires_grad_(n in personal)
-    return model
 
 
 def assistant(subject: Subject, name: str):

@@ -12,7 +12,8 @@ from typing import Sequence
 from ..core.method import Method, Plan, Request, Subject, register
 from ..core.threads import one_torch_thread
 from ..core.timeline import Progress, day_seed
-from ._shared import fresh_model, trained_days
+from ..core.family import fresh_model
+from ._shared import trained_days
 
 
 @register

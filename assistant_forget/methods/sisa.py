@@ -23,7 +23,8 @@ from ..core.threads import one_torch_thread
 from ..core.timeline import Progress, day_seed, load_state, personal_state
 from ..device.localtime import parse_date
 from ..families.assistant.model import AssistantModel
-from ._shared import assistant, fresh_model, trained_days
+from ..core.family import fresh_model
+from ._shared import assistant, trained_days
 
 State = dict[str, torch.Tensor]  # personal parameter name -> tensor
 

@@ -27,7 +27,7 @@ import torch
 
 from ..device import workdir
 from ..core.timeline import load_state as set_state
-from ..families.assistant.family import fresh_model
+from ..core.family import fresh_model
 from ..runner.engine import Engine
 from ..core.errors import BadInput
 from ..core.ledger import Ledger, state_version
@@ -58,7 +58,8 @@ def exact_replay(eng: Engine, first_day: str | None, progress: Progress | None =
         root = tmp / "ledger"
         if eng.timeline.ledger.exists():
             shutil.copytree(eng.timeline.ledger.root, root)
-        model, personal = fresh_model(eng.base, eng.cfg)
+        model = fresh_model(eng.family)
+        personal = eng.family.personal(model)
         src = eng.timeline
         tl = Timeline(Ledger(root), model, personal, src.train_day, src.fingerprint, seed=src.seed,
                       model_id=src.model_id, checkpoint_every=src.checkpoint_every, delta_dtype=src.delta_dtype)
@@ -106,7 +107,7 @@ def shadow_stats(eng: Engine, before: State, day: str, pool: Sequence[tuple[str,
     n = len(pool)
     if n < 2:
         raise BadInput("LiRA needs at least 2 utterances in its pool")
-    model, _ = fresh_model(eng.base, eng.cfg)
+    model = fresh_model(eng.family)
     rng = random.Random(f"assistant-forget.shadows:{seed}:{day}")
     ins, outs = np.zeros((n, pairs)), np.zeros((n, pairs))  # (N, K) each
     for j in range(pairs):

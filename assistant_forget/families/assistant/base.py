@@ -16,7 +16,6 @@ highest in-scope probability is below `oos_threshold` (tuned on CLINC150 val + o
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator, Sequence

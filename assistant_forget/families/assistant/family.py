@@ -30,15 +30,6 @@ def build_personal_model(base: BaseModel, cfg: PersonalizationConfig) -> Assista
     return model.eval()
 
 
-def fresh_model(base: BaseModel, cfg: PersonalizationConfig) -> tuple[AssistantModel, list[str]]:
-    """A new personal model at the base state, with only its personal parameters trainable."""
-    model = build_personal_model(base, cfg)
-    personal = personal_parameters(model, cfg)
-    for n, p in model.named_parameters():
-        p.requires_grad_(n in personal)
-    return model, personal
-
-
 class ShardView:
     """The log as one SISA shard sees it: only days in [first, last], so replay stays inside the shard."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import torch
