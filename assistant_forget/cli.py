@@ -151,7 +151,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
 def _configure_export(p: argparse.ArgumentParser) -> None:
     _device_arg(p)
-    p.add_argument("--format", default=None, help="comma-separated: onnx,coreml (default: the current formats)")
+    p.add_argument("--format", default=None,
+                   help="comma-separated, onnx required: onnx,onnx-int8,coreml (default: the current formats)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from assistant_forget.device.clinc import intent_labels, load_clinc
-from assistant_forget.export.convert import quiet_coremltools, export_coreml, export_onnx, make_spec
+from assistant_forget.export.convert import export_onnx, make_spec
+from assistant_forget.export.coreml import export_coreml, quiet_coremltools
 from assistant_forget.families.assistant.model import AssistantModel, ModelConfig
 from assistant_forget.export.runtime import Runtime
 from assistant_forget.verify.metrics import percentile

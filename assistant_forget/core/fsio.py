@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import CorruptFile
+
 TMP_PREFIX = ".tmp-"
 SEAL = "sha256"  # key of the checksum a sealed JSON file carries of itself
 
@@ -58,20 +60,72 @@ def sealed_json_bytes(obj: dict) -> bytes:
     ValueError: checksum mismatch: the file was truncated or tampered with
     """
     body = {k: v for k, v in obj.items() if k != SEAL}
+    if body:  # one encoding: the seal's line is cut out to get the body's, then filled in (see _without_seal)
+        placeholder = "0" * 64
+        whole = _canonical_json({**body, SEAL: placeholder})
+        stripped = _without_seal(whole)
+        if stripped is not None and stripped[0] == placeholder:
+            return whole.replace(_seal_line(placeholder), _seal_line(sha256_bytes(stripped[1])), 1)
     return _canonical_json({**body, SEAL: sha256_bytes(_canonical_json(body))})
 
 
+def _seal_line(seal: str) -> bytes:
+    return b'\n  "' + SEAL.encode() + b'": "' + seal.encode() + b'"'
+
+
+def _without_seal(data: bytes) -> tuple[str, bytes] | None:
+    """(seal, canonical JSON of the body) cut from the canonical bytes of a sealed object, without re-encoding.
+
+    With indent 2 and sorted keys, the top-level seal is the one line `  "sha256": "<64 hex>"` indented by
+    exactly two spaces, with a comma unless it is the last key (then the line before loses its comma).
+    None when the bytes are not laid out that way; the caller then checks the slow way.
+    """
+    start = data.find(b'\n  "' + SEAL.encode() + b'": "')
+    end = start + len(_seal_line("0" * 64))
+    if start < 0 or data[end - 1:end] != b'"':
+        return None
+    seal = data[end - 65:end - 1].decode("ascii", "replace")
+    if data[end:end + 2] == b",\n":
+        return seal, data[:start] + data[end + 1:]
+    if data[end:end + 2] == b"\n}" and data[start - 1:start] == b",":
+        return seal, data[:start - 1] + data[end:]
+    return None
+
+
 def unseal_json(data: bytes) -> dict:
-    """The object of a file written from `sealed_json_bytes`; ValueError if any byte of it changed."""
+    """The object of a file written from `sealed_json_bytes`; ValueError if any byte of it changed.
+
+    The check hashes the bytes as they are, with the seal's line cut out (no re-encoding: a 365-day
+    ledger manifest is read several times a forget); bytes laid out otherwise are re-encoded and compared.
+    """
     obj = json.loads(data)
-    if not isinstance(obj, dict) or SEAL not in obj or sealed_json_bytes(obj) != data:
+    if not isinstance(obj, dict) or SEAL not in obj:
         raise ValueError("checksum mismatch: the file was truncated or tampered with")
+    stripped = _without_seal(data)
+    if stripped is None or stripped[0] != obj[SEAL] or sha256_bytes(stripped[1]) != obj[SEAL]:
+        if sealed_json_bytes(obj) != data:
+            raise ValueError("checksum mismatch: the file was truncated or tampered with")
     return {k: v for k, v in obj.items() if k != SEAL}
 
 
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of `data`."""
     return hashlib.sha256(data).hexdigest()
+
+
+def read_checked(path: Path, sha256: str | None) -> bytes:
+    """The bytes of `path`, checked against `sha256` when given; CorruptFile names the file when it is
+    missing, unreadable, truncated or tampered with."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CorruptFile(f"{path}: file is missing; the device directory is incomplete "
+                          "(restore it from a backup or recreate the device)") from None
+    except OSError as e:
+        raise CorruptFile(f"{path}: cannot be read ({e.strerror})") from None
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        raise CorruptFile(f"{path}: checksum mismatch (file truncated or tampered with); refusing to load it")
+    return data
 
 
 def sha256_file(path: Path) -> str:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Protocol
 from . import crashpoints
 from .errors import CorruptFile
 from .keys import check_key
-from .fsio import atomic_write_bytes, clean_temp_files, remove_durably, sealed_json_bytes, sha256_bytes, unseal_json
+from .fsio import (atomic_write_bytes, clean_temp_files, read_checked, remove_durably, sealed_json_bytes, sha256_bytes,
+                   unseal_json)
 
 FORMAT = 3  # 2: the manifest carries its own checksum (fsio.sealed_json_bytes); 3: DayEntry.reads
 REBUILD = ("the ledger is derived from the log alone: delete the device's ledger directory and run "
@@ -220,9 +221,14 @@ class Ledger:
         return removed
 
     def verify(self, m: Manifest | None = None) -> None:
-        """Check every referenced file exists and matches its checksum; CorruptFile names the first bad one."""
+        """Check every referenced file exists and matches its checksum; CorruptFile names the first bad one.
+
+        Hashes the bytes without parsing them (a file is parsed, and checked again, when it is read)."""
         for ref in all_refs(m or self.load_manifest()):
-            self.read(ref)
+            try:
+                read_checked(self.root / ref.file, ref.sha256)
+            except CorruptFile as e:
+                raise CorruptFile(f"{e}; {REBUILD}") from None
 
     def size_bytes(self) -> int:
         """Bytes of every file under the ledger directory (the ledger budget counts all of them)."""

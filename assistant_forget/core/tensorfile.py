@@ -13,7 +13,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import CorruptFile
-from .fsio import atomic_write_bytes, sha256_bytes
+from .fsio import atomic_write_bytes, read_checked, sha256_bytes
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -42,17 +42,7 @@ def load_tensors(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
 
     Raises CorruptFile naming the file when it is missing, truncated, tampered with or unparsable.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorruptFile(f"{path}: file is missing; the device directory is incomplete "
-                          "(restore it from a backup or recreate the device)") from None
-    except OSError as e:
-        raise CorruptFile(f"{path}: cannot be read ({e.strerror})") from None
-    if sha256 is not None and sha256_bytes(data) != sha256:
-        raise CorruptFile(f"{path}: checksum mismatch (file truncated or tampered with); "
-                          "refusing to load it")
+    data = read_checked(path, sha256)
     try:
         return st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:

@@ -42,12 +42,15 @@ def refuse_links(root: Path) -> None:
     The library writes and purges files inside the directory only; a planted link would make it write the
     receipts, or read a log, somewhere else, and a purge would miss what lies behind it.
     """
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder) / name
-            if p.is_symlink():
-                raise CorruptFile(f"{p} is a symbolic link; a device directory holds only its own files and "
-                                  "folders: remove the link (nothing was changed)")
+    folders = [str(root)]
+    while folders:  # scandir's entries know their type from the directory listing: no stat per file
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    raise CorruptFile(f"{entry.path} is a symbolic link; a device directory holds only its own "
+                                      "files and folders: remove the link (nothing was changed)")
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
 
 
 class Device:

@@ -4,10 +4,11 @@ Layout (format 1) inside a device directory:
 
     DIR/exports/CURRENT                 one line: the live version (replaced atomically)
     DIR/exports/<version>/model.onnx    ONNX model, metadata includes the version (convert.py)
+    DIR/exports/<version>/model.int8.onnx    the same with int8 weights, when "onnx-int8" is among the formats
     DIR/exports/<version>/tokenizer.model
     DIR/exports/<version>/model.mlpackage/   CoreML package, when "coreml" is among the formats
     DIR/exports/<version>/export.json   format, version, state, formats, sha256 of every file; sealed with its own
-    DIR/cache/onnx-template.onnx        the ONNX graph without weights, filled at each publish (template.py)
+    DIR/cache/onnx-template.json        the ONNX model without weights, filled at each publish (template.py)
 
 A version directory is immutable once renamed into place (its name is a hash of its content), so a
 reader that resolves CURRENT and then finds the directory gone simply resolves CURRENT again. Only the
@@ -52,13 +53,15 @@ if TYPE_CHECKING:
 
     from .convert import ExportSpec
 
-FORMATS = ("onnx", "coreml")  # the export formats, in the order an export lists them
+FORMATS = ("onnx", "onnx-int8", "coreml")  # the export formats, in the order an export lists them
 DEFAULT_FORMATS = ("onnx",)  # what a device exports until it is asked for others
 MANIFEST_FORMAT = 2  # version of export.json's layout (2: sealed with its own SHA-256, fsio.sealed_json_bytes)
 EXPORTS = "exports"  # folder under the device directory
 CURRENT = "CURRENT"  # file naming the live version
 MANIFEST = "export.json"
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+MODEL_FILES = {"onnx": ONNX_FILE, "onnx-int8": INT8_FILE}  # the ONNX formats, each a model the runtime can load
 TOKENIZER_FILE = "tokenizer.model"
 COREML_DIR = "model.mlpackage"
 CACHE = "cache"  # folder under the device directory for derived, non-personal files (the ONNX template)
@@ -168,14 +171,19 @@ def _build(tmp: Path, model: "nn.Module", tokenizer: bytes, spec: "ExportSpec", 
            cache: Path) -> str:
     """Write a complete version into the empty directory `tmp`; return its version.
 
-    The ONNX file is the cached template (`cache`, template.py) filled with the model's weights.
+    The ONNX file is the cached template (`cache`, template.py) filled with the model's weights: with the
+    default formats nothing here imports onnx, onnxruntime or protobuf. The int8 model (opt-in) is quantized
+    from that file by onnxruntime.
     """
-    from .convert import export_coreml, export_onnx, model_version
+    from .convert import export_onnx, export_onnx_int8, model_version
+    from .coreml import export_coreml
     from .template import cached_template
 
     version = model_version(model, spec)
     template = cached_template(cache, model)
     _write_durably(tmp / ONNX_FILE, export_onnx(model, spec, template=template, version=version))
+    if "onnx-int8" in formats:
+        export_onnx_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
     _write_durably(tmp / TOKENIZER_FILE, tokenizer)
     if "coreml" in formats:
         export_coreml(model, spec, tmp / COREML_DIR)

@@ -2,6 +2,7 @@
 
 What a phone app does, in Python: no torch, one CPU thread. `load_current(DIR)` resolves
 DIR/exports/CURRENT and loads that version, resolving again if a newer publish deleted it meanwhile.
+It loads model.onnx (fp32), or with `fmt="onnx-int8"` model.int8.onnx, when the device exports that format.
 Tokenization, the out-of-scope rule and next-word search mirror base.py, so the app answers like the
 PyTorch model it was exported from.
 
@@ -26,7 +27,7 @@ import sentencepiece as spm
 from ..core.errors import BadInput, CorruptFile
 from ..core.numerics import log_softmax, logsumexp, oos_rule, softmax
 from ..core.fsio import sha256_bytes
-from .publish import ONNX_FILE, TOKENIZER_FILE, current_export, exports_dir, read_manifest
+from .publish import MODEL_FILES, TOKENIZER_FILE, current_export, exports_dir, read_manifest
 
 OOS = "oos"  # the out-of-scope label (clinc.OOS; not imported to keep this module's imports minimal)
 
@@ -96,21 +97,28 @@ class Runtime:
         self._oos = self.labels.index(OOS) if OOS in self.labels else len(self.labels) - 1
 
     @classmethod
-    def from_dir(cls, version_dir: Path, threads: int = 1) -> "Runtime":
+    def from_dir(cls, version_dir: Path, threads: int = 1, fmt: str = "onnx") -> "Runtime":
         """Load DIR/exports/<version>, checking each file against export.json and the version against its name.
 
-        FileNotFoundError passes through: the version was replaced (see `load_current`).
+        `fmt` picks the model: "onnx" (model.onnx, fp32) or "onnx-int8" (model.int8.onnx); BadInput if the
+        export does not hold that format. FileNotFoundError passes through: the version was replaced (see
+        `load_current`).
         """
+        if fmt not in MODEL_FILES:
+            raise BadInput(f"fmt must be one of {sorted(MODEL_FILES)}, got {fmt!r}")
         version_dir = Path(version_dir)
         manifest = read_manifest(version_dir)
+        if fmt not in manifest.get("formats", ()):
+            raise BadInput(f"{version_dir}: this export has no {fmt} model (formats {manifest.get('formats')}); "
+                           f"publish it with `assistant-forget export --format onnx,{fmt}`")
         blobs = {}
-        for name in (ONNX_FILE, TOKENIZER_FILE):
+        for name in (MODEL_FILES[fmt], TOKENIZER_FILE):
             blobs[name] = (version_dir / name).read_bytes()
             if sha256_bytes(blobs[name]) != manifest["files"].get(name):
                 raise CorruptFile(f"{version_dir / name}: checksum mismatch with export.json; publish again")
-        rt = cls(blobs[ONNX_FILE], blobs[TOKENIZER_FILE], str(version_dir), threads)
+        rt = cls(blobs[MODEL_FILES[fmt]], blobs[TOKENIZER_FILE], str(version_dir), threads)
         if rt.version != version_dir.name:
-            raise CorruptFile(f"{version_dir}: model.onnx is version {rt.version}, not {version_dir.name}")
+            raise CorruptFile(f"{version_dir}: {MODEL_FILES[fmt]} is version {rt.version}, not {version_dir.name}")
         rt.path = version_dir
         return rt
 
@@ -197,8 +205,9 @@ class Runtime:
         return self.sp.DecodeIds([i for i in ids if i > self.eos_id])
 
 
-def load_current(device_root: Path, attempts: int = 20, threads: int = 1) -> Runtime:
-    """Load the live export of a device, resolving CURRENT again when a publish deletes it mid-load."""
+def load_current(device_root: Path, attempts: int = 20, threads: int = 1, fmt: str = "onnx") -> Runtime:
+    """Load the live export of a device (its `fmt` model, see `Runtime.from_dir`), resolving CURRENT again
+    when a publish deletes it mid-load."""
     root = Path(device_root)
     last: Exception | None = None
     for _ in range(attempts):
@@ -207,7 +216,7 @@ def load_current(device_root: Path, attempts: int = 20, threads: int = 1) -> Run
             raise CorruptFile(f"{exports_dir(root)}: no export has been published on this device; "
                               "train or export first (assistant-forget export)")
         try:
-            return Runtime.from_dir(version_dir, threads)
+            return Runtime.from_dir(version_dir, threads, fmt)
         except FileNotFoundError as e:  # replaced between reading CURRENT and reading the files
             last = e
         except CorruptFile as e:  # a file vanished mid-read looks truncated; only real if still live

@@ -1,49 +1,62 @@
-"""A cached ONNX graph for re-exports: trace an architecture once, then fill in each model's weights.
+"""A cached ONNX model for re-exports: trace an architecture once, then splice each model's weights in.
 
-Tracing with torch.onnx.export costs 0.1-0.4 s per publish, yet the graph depends only on the architecture.
-So publishing keeps a *template* in DIR/cache/: the traced graph with every initializer's data removed
-(name, dims and dtype kept), so the file holds nothing personal, not even base weights. A publish fills
-each initializer from the model's state dict and serializes; same weights, same bytes.
+Tracing with torch.onnx.export costs 0.1-0.4 s per publish, and even parsing and serializing an ONNX model
+needs the onnx package (about 1 s to import, most of it ml_dtypes), yet the graph depends only on the
+architecture. So publishing keeps a *template* in DIR/cache/: the model's deterministic ONNX serialization
+cut into literal byte segments around every initializer's data and around the metadata. A publish joins the
+segments with the model's weights (little-endian fp32) and the metadata entries, which `encode_metadata`
+writes as protobuf does: no tracing, and no onnx, onnxruntime or protobuf import. The result is the bytes
+onnx's own fill and `SerializeToString(deterministic=True)` give (tests/export/test_onnx_template.py):
+protobuf writes a length before every nested message, and each cut-out piece is as long as what goes in
+its place, so every length in the segments stays right.
 
-The template is traced from a copy of the model with distinct random values in every state-dict tensor
-(fixed seed): the exporter merges equal-valued initializers (all-zero adapters would share one) and could
-rename or transpose weights, so each initializer is mapped to exactly one state-dict tensor by value, and
-building fails loudly when one does not map or a tensor is missing from the initializers (it would have
-been frozen into the graph). A second random model filled into the template must then match PyTorch.
+Building a template imports onnx and onnxruntime, once per architecture. The model is traced from a copy
+with distinct random values in every state-dict tensor (fixed seed): the exporter merges equal-valued
+initializers (all-zero adapters would share one) and stores weights pre-transposed (constant folding), so
+each initializer is mapped to exactly one state-dict tensor, maybe transposed, by value; building fails
+loudly when one does not map, a tensor is missing (it would have been frozen into the graph) or stored
+twice (the tied LM head reads the embedding through a Transpose: convert.trace_onnx). Each initializer's
+data is then replaced by a seeded random marker of the same length and the metadata by one marker entry;
+the serialization is cut at the markers, each found exactly once. ModelProto.metadata_props is field 14 and
+deterministic serialization writes fields in number order, so the metadata goes after the graph (7) and
+the opset imports (8), before any later field; the marker finds that place rather than assuming it. A
+second random model filled in must then parse as canonical ONNX (serializing it again gives the same
+bytes), pass onnx.checker and match PyTorch in onnxruntime.
 
-File (format 1): DIR/cache/onnx-template.onnx, an ONNX model whose metadata_props hold
+File (format 2): DIR/cache/onnx-template.json, sealed JSON (core/fsio.py `sealed_json_bytes`):
 
-    assistant_forget.template         JSON {"key": what the graph depends on, "sources": {initializer:
-                                      [state-dict key, transposed]}}
-    assistant_forget.template_sha256  SHA-256 of the file serialized without this entry (the last one)
+    key       what the graph depends on (`template_key`), compared with the model being published
+    weights   [[state-dict key, transposed, shape], ...]: the data between segments i and i + 1
+    segments  the literal bytes, base64, len(weights) + 2 of them: the metadata goes before the last
 
-A template whose checksum, key, sources or shapes do not check out is rebuilt, never used.
+It holds nothing personal and no base weights: only the graph. A template whose seal, key or weight shapes
+do not check out is rebuilt, never used.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import importlib.metadata
 import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 import torch.nn as nn
-from onnx import numpy_helper
 
 from ..core.errors import CorruptFile
+from ..core.fsio import atomic_write_bytes, sealed_json_bytes, sha256_bytes, unseal_json
 from .convert import ONNX_OPSET, cpu_weights, trace_onnx
-from ..core.fsio import atomic_write_bytes, sha256_bytes
 
-TEMPLATE_FORMAT = 1  # version of the template's layout and of the code that builds it
-TEMPLATE_FILE = "onnx-template.onnx"  # file name inside the cache directory
-META_KEY = "assistant_forget.template"
-SEAL_KEY = "assistant_forget.template_sha256"
+TEMPLATE_FORMAT = 2  # version of the template's layout and of the code that builds it (2: segments, no onnx)
+TEMPLATE_FILE = "onnx-template.json"  # file name inside the cache directory
+OLD_TEMPLATE_FILE = "onnx-template.onnx"  # format 1's file (an ONNX model), removed when a template is cached
 TRACE_SEED = 20240601  # seed of the random weights the template is traced from (values never stored)
 CHECK_SEED = TRACE_SEED + 1  # seed of the second random model the built template is checked with
+MARKER_SEED = TRACE_SEED + 2  # seed of the markers that stand in for the data while the serialization is cut
+METADATA_FIELD = 14  # ModelProto.metadata_props
 _DATA_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "raw_data", "external_data",
                 "double_data", "uint64_data")
 _CODE = ("convert.py", "template.py")  # sources the traced graph depends on, beside the model's own module
@@ -58,9 +71,61 @@ def template_key(model: nn.Module) -> dict:
     here = Path(__file__).resolve().parent
     sources = [Path(inspect.getsourcefile(type(model)))] + [here / name for name in _CODE]
     code = sha256_bytes(b"".join(p.read_bytes() for p in sources))
-    cfg = model.cfg
-    return {"format": TEMPLATE_FORMAT, "model_config": cfg.to_dict(), "opset": ONNX_OPSET,
-            "exporter": "torchscript", "torch": torch.__version__, "onnx": onnx.__version__, "code_sha256": code}
+    return {"format": TEMPLATE_FORMAT, "model_config": model.cfg.to_dict(), "opset": ONNX_OPSET,
+            "exporter": "torchscript", "torch": torch.__version__, "onnx": importlib.metadata.version("onnx"),
+            "code_sha256": code}
+
+
+# -- protobuf, by hand: only what the metadata needs ------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    """A protobuf base-128 varint (n >= 0)."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    """One field of wire type 2 (bytes, string or message): tag, length, payload."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def encode_metadata(metadata: dict[str, str]) -> bytes:
+    """ModelProto.metadata_props as protobuf serializes them, in key order (the order export_onnx adds them).
+
+    Each entry is a StringStringEntryProto (key = 1, value = 2) in field 14; ONNX is proto2, so an empty
+    value is still written.
+    """
+    return b"".join(_length_delimited(METADATA_FIELD, _length_delimited(1, k.encode("utf-8")) +
+                                      _length_delimited(2, v.encode("utf-8")))
+                    for k, v in sorted(metadata.items()))
+
+
+# -- the template ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OnnxTemplate:
+    """A serialized ONNX model without its weights and metadata: literal segments and what goes between them."""
+
+    segments: tuple[bytes, ...]  # len(weights) + 2 literal pieces of the serialization
+    weights: tuple[tuple[str, bool, tuple[int, ...]], ...]  # (state-dict key, stored transposed, stored shape)
+
+    def fill(self, model: nn.Module, metadata: dict[str, str]) -> bytes:
+        """The ONNX bytes of `model` with `metadata`: the segments joined with its fp32 weights and the entries."""
+        weights = cpu_weights(model)
+        parts = [self.segments[0]]
+        for (key, transposed, shape), segment in zip(self.weights, self.segments[1:-1]):
+            w = weights[key].numpy()
+            w = w.T if transposed else w
+            if w.shape != shape or w.dtype != np.float32:
+                raise TemplateError(f"template holds {key} as float32 {list(shape)} but it is {w.dtype} "
+                                    f"{list(w.shape)}")
+            parts += [np.ascontiguousarray(w, dtype="<f4").tobytes(), segment]  # as ONNX stores raw_data
+        parts += [encode_metadata(metadata), self.segments[-1]]
+        return b"".join(parts)
 
 
 def _random_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -74,11 +139,13 @@ def _random_copy(model: nn.Module, seed: int) -> nn.Module:
     return m
 
 
-def _map_initializers(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> dict[str, tuple[str, bool]]:
+def _map_initializers(proto, weights: dict[str, np.ndarray]) -> dict[str, tuple[str, bool]]:
     """initializer name -> (state-dict key, transposed), matched by value (a name that is a key must agree).
 
-    TemplateError unless every initializer and every tensor pair up exactly once.
+    TemplateError unless every initializer matches exactly one tensor and every tensor is stored exactly once.
     """
+    from onnx import numpy_helper
+
     sources: dict[str, tuple[str, bool]] = {}
     for init in proto.graph.initializer:
         value = numpy_helper.to_array(init)
@@ -92,36 +159,60 @@ def _map_initializers(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) ->
             raise TemplateError(f"ONNX initializer {init.name!r} holds the values of {hits[0][0]!r}: the exporter "
                                 "renamed weights; export/template.py must handle it")
         sources[init.name] = hits[0]
-    used = [k for k, _ in sources.values()]
-    unmapped = sorted(set(weights) - set(used))
-    twice = sorted({k for k in used if used.count(k) > 1})
+    used = list(sources.values())
+    unmapped = sorted(set(weights) - {k for k, _ in used})
+    keys = [k for k, _ in used]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
     if unmapped or twice:
         raise TemplateError(f"state-dict tensors {unmapped[:4]} are not ONNX initializers (frozen into the graph) "
                             f"or {twice[:4]} are stored twice: the exporter changed; export/template.py must handle it")
     return sources
 
 
-@dataclass(frozen=True)
-class OnnxTemplate:
-    """A traced graph without initializer data, and where each initializer's data comes from."""
+def _find_once(data: bytes, marker: bytes, what: str) -> int:
+    """The offset of the only occurrence of `marker` in `data`; TemplateError if it is not there exactly once."""
+    at = data.find(marker)
+    if at < 0 or data.find(marker, at + 1) >= 0:
+        raise TemplateError(f"the marker of {what} occurs {data.count(marker)} times in the serialized model, "
+                            "not once: the template cannot be cut; export/template.py must handle it")
+    return at
 
-    proto: onnx.ModelProto  # the graph; initializers carry name, dims and dtype only
-    sources: dict[str, tuple[str, bool]]  # initializer name -> (state-dict key, stored transposed)
 
-    def fill(self, model: nn.Module) -> onnx.ModelProto:
-        """A new ModelProto: the graph with each initializer set from `model`'s weights (no metadata_props)."""
-        weights = cpu_weights(model)
-        out = onnx.ModelProto()
-        out.CopyFrom(self.proto)
-        del out.metadata_props[:]
-        for init in out.graph.initializer:
-            key, transposed = self.sources[init.name]
-            w = weights[key].numpy()
-            w = w.T if transposed else w
-            if tuple(init.dims) != w.shape or init.data_type != onnx.TensorProto.FLOAT:
-                raise TemplateError(f"{init.name}: template holds {list(init.dims)} but {key} is {list(w.shape)}")
-            init.raw_data = np.ascontiguousarray(w, dtype="<f4").tobytes()  # little-endian fp32, as ONNX stores it
-        return out
+def split_model(proto, sources: dict[str, tuple[str, bool]]) -> OnnxTemplate:
+    """Cut the deterministic serialization of `proto` (an onnx.ModelProto) around its initializers' data and
+    its metadata, each initializer filled from `sources[name]` = (state-dict key, transposed).
+
+    `proto` is not changed. Every initializer must be a float32 tensor stored in the file.
+    """
+    import onnx
+
+    proto = copy.deepcopy(proto)
+    rng = np.random.default_rng(MARKER_SEED)
+    markers = []  # (marker, what goes in its place: (key, transposed, shape), or None for the metadata, name)
+    for init in proto.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or init.data_location != onnx.TensorProto.DEFAULT:
+            raise TemplateError(f"ONNX initializer {init.name!r} is not a float32 tensor stored in the model")
+        key, transposed = sources[init.name]
+        for f in _DATA_FIELDS:
+            init.ClearField(f)
+        init.raw_data = rng.bytes(4 * int(np.prod(init.dims, dtype=np.int64)))
+        markers.append((init.raw_data, (key, transposed, tuple(int(d) for d in init.dims)), init.name))
+    del proto.metadata_props[:]
+    entry = rng.bytes(8).hex()
+    proto.metadata_props.add(key=entry, value=entry)
+    markers.append((encode_metadata({entry: entry}), None, "the metadata"))
+    data = proto.SerializeToString(deterministic=True)
+    cuts = sorted(((_find_once(data, marker, what), marker, slot) for marker, slot, what in markers),
+                  key=lambda c: c[0])
+    if cuts[-1][2] is not None or any(a + len(m) > b for (a, m, _), (b, _, _) in zip(cuts, cuts[1:])):
+        raise TemplateError("the metadata is not serialized after every initializer: the layout changed; "
+                            "export/template.py must handle it")
+    segments, start = [], 0
+    for at, marker, _ in cuts:
+        segments.append(data[start:at])
+        start = at + len(marker)
+    segments.append(data[start:])
+    return OnnxTemplate(tuple(segments), tuple(slot for _, _, slot in cuts[:-1]))
 
 
 def build_template(model: nn.Module) -> bytes:
@@ -129,27 +220,27 @@ def build_template(model: nn.Module) -> bytes:
     traced = _random_copy(model, TRACE_SEED)
     proto = trace_onnx(traced)
     sources = _map_initializers(proto, {k: v.numpy() for k, v in cpu_weights(traced).items()})
-    for init in proto.graph.initializer:
-        for f in _DATA_FIELDS:
-            init.ClearField(f)
-    del proto.metadata_props[:]
-    proto.doc_string = "assistant-forget ONNX template: graph only, initializer data removed (export/template.py)"
-    meta = {"key": template_key(model), "sources": {k: list(v) for k, v in sorted(sources.items())}}
-    proto.metadata_props.add(key=META_KEY, value=json.dumps(meta, sort_keys=True))
-    tpl = OnnxTemplate(proto, sources)
-    _check_outputs(tpl, model)
-    proto.metadata_props.add(key=SEAL_KEY, value=sha256_bytes(proto.SerializeToString(deterministic=True)))
-    return proto.SerializeToString(deterministic=True)
+    tpl = split_model(proto, sources)
+    _check_template(tpl, model)
+    return sealed_json_bytes({"key": template_key(model), "weights": [[k, t, list(s)] for k, t, s in tpl.weights],
+                              "segments": [base64.b64encode(s).decode("ascii") for s in tpl.segments]})
 
 
-def _check_outputs(tpl: OnnxTemplate, model: nn.Module) -> None:
-    """Fill a second random model into the template; ORT must match PyTorch (no weight frozen in the graph)."""
+def _check_template(tpl: OnnxTemplate, model: nn.Module) -> None:
+    """Fill a second random model in: canonical ONNX that passes the checker, and ORT must match PyTorch."""
+    import onnx
     import onnxruntime as ort
 
     other = _random_copy(model, CHECK_SEED)
+    data = tpl.fill(other, {"assistant_forget.template_check": "ok"})
+    proto = onnx.load_from_string(data)
+    if proto.SerializeToString(deterministic=True) != data:
+        raise TemplateError("the filled template is not protobuf's canonical serialization of itself: "
+                            "export/template.py must handle the new layout")
+    onnx.checker.check_model(proto)
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = 1, 1, 3
-    sess = ort.InferenceSession(tpl.fill(other).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(CHECK_SEED)
     ids = torch.randint(0, model.cfg.vocab_size, (2, 5), generator=g)  # (B, T)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])  # (B, T) right padding
@@ -163,36 +254,29 @@ def _check_outputs(tpl: OnnxTemplate, model: nn.Module) -> None:
 
 
 def load_template(data: bytes, model: nn.Module, source: str = "template") -> OnnxTemplate:
-    """Parse and check template bytes against `model` (checksum, key, sources, shapes); CorruptFile if any fails."""
+    """Parse and check template bytes against `model` (seal, key, weights, shapes); CorruptFile if any fails."""
     try:
-        proto = onnx.load_from_string(data)
-    except Exception as e:  # protobuf raises its own DecodeError types
-        raise CorruptFile(f"{source}: not an ONNX model ({e})") from None
-    props = proto.metadata_props
-    if len(props) != 2 or props[0].key != META_KEY or props[1].key != SEAL_KEY:
-        raise CorruptFile(f"{source}: not an assistant-forget ONNX template")
-    seal = props[1].value
-    del props[1]
-    if sha256_bytes(proto.SerializeToString(deterministic=True)) != seal:
-        raise CorruptFile(f"{source}: checksum mismatch (truncated or tampered with)")
+        obj = unseal_json(data)
+    except ValueError as e:  # bad JSON, bad UTF-8 or a broken seal
+        raise CorruptFile(f"{source}: not a sealed template ({e})") from None
     try:
-        meta = json.loads(props[0].value)
-        key, sources = meta["key"], {n: (str(k), bool(t)) for n, (k, t) in meta["sources"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CorruptFile(f"{source}: unreadable template metadata ({e})") from None
+        key = obj["key"]
+        weights = tuple((str(k), bool(t), tuple(int(d) for d in s)) for k, t, s in obj["weights"])
+        segments = tuple(base64.b64decode(s, validate=True) for s in obj["segments"])
+    except (ValueError, KeyError, TypeError) as e:  # binascii.Error is a ValueError
+        raise CorruptFile(f"{source}: unreadable template ({e})") from None
     if key != template_key(model):
         raise CorruptFile(f"{source}: built for another architecture, exporter or code version")
+    if len(segments) != len(weights) + 2:
+        raise CorruptFile(f"{source}: {len(segments)} segments for {len(weights)} weights")
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    inits = proto.graph.initializer
-    if sorted(sources) != sorted(i.name for i in inits) or sorted(k for k, _ in sources.values()) != sorted(shapes):
-        raise CorruptFile(f"{source}: initializers do not map one-to-one onto the model's state dict")
-    for init in inits:
-        k, t = sources[init.name]
-        has_data = any(len(getattr(init, f)) for f in _DATA_FIELDS) or init.data_location != onnx.TensorProto.DEFAULT
-        if has_data or tuple(init.dims) != (shapes[k][::-1] if t else shapes[k]) \
-                or init.data_type != onnx.TensorProto.FLOAT:
-            raise CorruptFile(f"{source}: initializer {init.name!r} has data or does not fit {k} {list(shapes[k])}")
-    return OnnxTemplate(proto, sources)
+    slots = [(k, t) for k, t, _ in weights]
+    if {k for k, _ in slots} != set(shapes) or len(set(slots)) != len(slots):
+        raise CorruptFile(f"{source}: weights do not map one-to-one onto the model's state dict")
+    for k, t, shape in weights:
+        if shape != (shapes[k][::-1] if t else shapes[k]) or (t and len(shape) != 2):
+            raise CorruptFile(f"{source}: weight {k} {list(shape)} does not fit the model's {list(shapes[k])}")
+    return OnnxTemplate(segments, weights)
 
 
 def cached_template(cache_dir: Path, model: nn.Module) -> OnnxTemplate:
@@ -209,6 +293,7 @@ def cached_template(cache_dir: Path, model: nn.Module) -> OnnxTemplate:
     try:
         path.parent.mkdir(exist_ok=True)
         atomic_write_bytes(path, data)
+        (path.parent / OLD_TEMPLATE_FILE).unlink(missing_ok=True)
     except OSError:
         pass  # a read-only or damaged cache directory costs a rebuild next time, nothing else
     return load_template(data, model, "built template")

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..core.errors import BadInput
-from ..core.fitting import minibatches, sample
+from ..core.fitting import AdamW, minibatches, sample
 from ..core.method import Method, Plan, Request, Subject, check_count, check_positive, register
 from ..core.threads import one_torch_thread
 from ..core.timeline import day_seed
@@ -79,7 +79,7 @@ def neggrad_plus(subject: Subject, forgotten: Sequence[Utterance], cfg: NegGradC
                   + sample(rng, family.trainer.public, family.cfg.replay_public))
     model = subject.timeline.model
     params = dict(model.named_parameters())
-    opt = torch.optim.AdamW([params[n] for n in subject.timeline.personal], lr=lr, weight_decay=0.0)
+    opt = AdamW([params[n] for n in subject.timeline.personal], lr=lr)
     bs, labels = family.cfg.batch_size, family.trainer.label_index
     loss = lambda batch: joint_loss(model, family.base.tokenizer, [t for t, _ in batch],  # noqa: E731
                                     torch.tensor([labels[i] for _, i in batch]),
@@ -87,7 +87,7 @@ def neggrad_plus(subject: Subject, forgotten: Sequence[Utterance], cfg: NegGradC
     torch.manual_seed(seed)  # dropout
     model.train()
     for kept, gone in zip(minibatches(rng, retain_set, bs, steps), minibatches(rng, forget_set, bs, steps)):
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         (cfg.alpha * loss(kept) - (1.0 - cfg.alpha) * loss(gone)).backward()
         opt.step()
     return model.eval()

@@ -4,6 +4,7 @@ exchange), and a publish that cannot finish leaves exactly one version on disk (
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import torch
 
 from assistant_forget.core import crashpoints, fsio
+from assistant_forget.core.tensorfile import save_tensors
 from assistant_forget.export import publish as pub
 from assistant_forget.core.errors import CorruptFile, ForgetError
 from assistant_forget.export.publish import (COREML_DIR, CURRENT, check_writable, current_export, current_version,
@@ -27,11 +28,14 @@ REPO = Path(__file__).resolve().parents[2]
 PROBE = "book a table for two"
 
 CHILD = r"""
-import sys, torch
+import json, sys
+from assistant_forget.core.tensorfile import load_tensors
 from assistant_forget.export.publish import publish
-model_path, root, tokenizer, labels, formats = sys.argv[1:6]
-model = torch.load(model_path, weights_only=False)
-publish(root, model, tokenizer, labels.split("|"), "exact", formats=tuple(formats.split(",")))
+from assistant_forget.families.assistant.model import AssistantModel, ModelConfig
+weights, config, root, tokenizer, labels, formats = sys.argv[1:7]
+model = AssistantModel(ModelConfig(**json.loads(config)))
+model.load_state_dict(load_tensors(weights, None))
+publish(root, model.eval(), tokenizer, labels.split("|"), "exact", formats=tuple(formats.split(",")))
 print("finished")
 """
 
@@ -66,14 +70,14 @@ def _live_is_loadable(root: Path) -> str:
 def _killed_publish(tmp_path: Path, root: Path, model, tokenizer_path: Path, labels, formats: str,
                     crash_at: str | None) -> subprocess.CompletedProcess:
     """Publish in a child process armed to SIGKILL itself at `crash_at` (AF_CRASH_AT)."""
-    model_path = tmp_path / "model.pt"
-    torch.save(model, model_path)
+    weights = tmp_path / "model.safetensors"
+    save_tensors(weights, model.state_dict())
     env = {k: v for k, v in os.environ.items() if k not in (crashpoints.ENV_AT, crashpoints.ENV_LOG)}
     env["PYTHONPATH"] = str(REPO)
     if crash_at:
         env[crashpoints.ENV_AT] = crash_at
-    return subprocess.run([sys.executable, "-c", CHILD, str(model_path), str(root), str(tokenizer_path),
-                           "|".join(labels), formats], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", CHILD, str(weights), json.dumps(model.cfg.to_dict()), str(root),
+                           str(tokenizer_path), "|".join(labels), formats], env=env, capture_output=True, text=True,
                           encoding="utf-8", timeout=300)
 
 

@@ -40,10 +40,11 @@ def _torch_logits(model, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return intent[0].double().numpy(), lm[0].double().numpy()
 
 
-def test_importing_and_predicting_leaves_torch_out(device_root, model, tokenizer_path, labels):
-    publish(device_root, model, tokenizer_path, labels, "exact")
+@pytest.mark.parametrize("fmt", ["onnx", "onnx-int8"])
+def test_importing_and_predicting_leaves_torch_out(device_root, model, tokenizer_path, labels, fmt):
+    publish(device_root, model, tokenizer_path, labels, "exact", formats=tuple(dict.fromkeys(("onnx", fmt))))
     code = ("import sys, json; from assistant_forget.export.runtime import load_current; "
-            f"rt = load_current({str(device_root)!r}); r = rt.intent('set an alarm for 7'); "
+            f"rt = load_current({str(device_root)!r}, fmt={fmt!r}); r = rt.intent('set an alarm for 7'); "
             "s = rt.suggest('set an', k=2); "
             "print(json.dumps([r.label, len(s), sorted(m for m in sys.modules if m.split('.')[0] == 'torch')]))")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
