@@ -153,15 +153,15 @@ def retain(root: Path, keep_days: int, today: str, mode: str = "auto",
 
 
 def verify(root: Path, date: str | None = None, *, weights: str = "onnx", unseen: Path | None = None,
-           canary: str | None = None, lira: int = 0, report: Path | None = None,
-           progress: Progress | None = None) -> dict:
+           canary: str | None = None, canary_format: str | None = None, lira: int = 0,
+           report: Path | None = None, progress: Progress | None = None) -> dict:
     """Verify a forget and write a report (see verify/verification.py): a what-if for a day not yet forgotten, else an
     audit of the receipt that covers `date` (the latest forget without a date). Returns the summary plus
     "report", the report's path. The device changes only by the audit's receipt line."""
     from .verify import verification as verifying
     from .verify.report import report_dir, write_report
 
-    cfg = verifying.VerifyConfig(weights=weights, lira_pairs=lira)
+    cfg = verifying.VerifyConfig(weights=weights, lira_pairs=lira, canary_format=canary_format)
     day = parse_date(date).isoformat() if date is not None else None
     out = report_dir(Device.open(root).root, report)
     held = verifying.read_labeled(unseen) if unseen is not None else None

@@ -285,8 +285,13 @@ def _configure_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="onnx", help="onnx (the exported model the app runs, default) | torch")
     p.add_argument("--unseen", type=Path, metavar="FILE", help="JSONL of held-out utterances (text, intent) the "
                                                                 "device never logged, for the attacks")
-    p.add_argument("--canary", metavar="TEXT", help="a planted secret (e.g. 'my bank pin is 4 8 1 9 3') whose "
-                                                    "exposure to measure among the 10^5 secrets of its format")
+    p.add_argument("--canary", metavar="TEXT", help="a planted secret (e.g. 'remind me my locker code is 3 7 1 9 5') "
+                                                    "whose exposure to measure among the other secrets of its format: "
+                                                    "its digits, and the letters of words holding a digit, are the "
+                                                    "slots (here 10^5 secrets)")
+    p.add_argument("--canary-format", metavar="FMT", help="the canary's format instead, {d} a digit, {l} a letter "
+                                                          "(e.g. 'my door code is {l} {d} {d} {d}'); at least 1,000 "
+                                                          "secrets")
     p.add_argument("--lira", type=int, default=0, metavar="K", help="LiRA with K shadow models per side "
                                                                       "(what-if only; 0: skip, default)")
     p.add_argument("--report", type=Path, metavar="DIR", help="report directory (default: DIR-verify beside "
@@ -303,7 +308,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     tick, bar = progress_bar("oracle replay")
     with bar:
         res = verify(args.device, args.date, weights=args.weights, unseen=args.unseen, canary=args.canary,
-                     lira=args.lira, report=args.report, progress=tick)
+                     canary_format=args.canary_format, lira=args.lira, report=args.report, progress=tick)
     if args.json:
         _print_json(res)
     else:

@@ -89,6 +89,7 @@ KL_DIGITS = 2  # significant digits of a KL over the forgotten utterances, when 
 MEMORISED_BITS = 8.0  # a canary was memorised before the forget: exposure >= the oracle's + this
 EXPOSURE_EDGES = (1, 2, 4)  # bucket edges of the stored exposure, in bits (fewer for small formats)
 MIN_SHARED = 1000  # fewest secrets of the format every exposure bucket must hold
+MAX_RANKED = 100_000  # most secrets a canary is ranked among; a larger format is sampled
 EPS = 1e-9  # float slack of the comparisons on bits
 WEIGHTS = ("onnx", "torch")
 ROW_METRIC = {"mia_auc_gap": "mia_auc", "lira_auc": "lira_auc", "accuracy_gap_points": "accuracy",
@@ -108,7 +109,7 @@ class VerifyConfig:
     unseen: int = 500  # most unseen utterances used
     lira_pairs: int = 0  # LiRA: each utterance IN this many shadows and OUT of as many (0: skip; >= 2)
     lira_fixed_variance: bool = True  # pool the shadows' variance over utterances (advised for small K)
-    canary_format: str | None = None  # format of a canary's secret; None: device_sim's default (10^5 secrets)
+    canary_format: str | None = None  # format of a canary's secret; None: derived from the canary's slots
     canary_candidates: int = 0  # secrets the canary is ranked among: 0 = all others of the format
     seed: int = 0  # seed of the samples and the shadows
     batch_size: int = 128  # utterances per forward pass
@@ -201,21 +202,24 @@ def resolve_unseen(eng: Engine, given: Sequence[Labeled] | None, forgotten: Sequ
 
 
 def check_canary(canary: str, cfg: VerifyConfig) -> str:
-    """The canary's format; BadInput unless `canary` is one of its secrets."""
-    from .canary import DEFAULT_CANARY_FORMAT, secret_index
+    """The canary's format: `cfg.canary_format`, else the one derived from the canary's own digit / letter
+    slots (canary.canary_format); BadInput unless `canary` is one of its secrets, among >= MIN_SPACE."""
+    from .canary import canary_format
 
-    fmt = cfg.canary_format or DEFAULT_CANARY_FORMAT
-    secret_index(fmt, canary)
-    return fmt
+    return canary_format(canary, cfg.canary_format)
 
 
 def exposure(backends: dict[str, Backend], canary: str, exclude: Sequence[str], cfg: VerifyConfig) -> dict:
-    """Canary exposure under each model: rank among the format's other secrets, and the skew-normal estimate."""
-    from .canary import enumerate_candidates, sample_candidates, space_size
+    """Canary exposure under each model: rank among the format's other secrets, and the skew-normal estimate.
+
+    Every other secret when the format has at most MAX_RANKED (10^5 for five digits), else a seeded sample
+    of MAX_RANKED of them (`canary_candidates` sets the sample's size)."""
+    from .canary import candidate, enumerate_candidates, sample_candidates, secret_index, space_size
 
     fmt = check_canary(canary, cfg)
-    skip = {canary, *exclude}
-    cands = (sample_candidates(fmt, cfg.canary_candidates, cfg.seed, exclude=sorted(skip)) if cfg.canary_candidates
+    skip = {canary, candidate(fmt, secret_index(fmt, canary)), *exclude}  # the canary as the format spells it too
+    sample = cfg.canary_candidates or (MAX_RANKED if space_size(fmt) > MAX_RANKED else 0)
+    cands = (sample_candidates(fmt, sample, cfg.seed, exclude=sorted(skip)) if sample
              else [c for c in enumerate_candidates(fmt) if c not in skip])
     out: dict = {"rank_bits": {}, "skew_normal_bits": {}, "candidates": len(cands), "space": space_size(fmt)}
     encoded: dict[str, list[list[int]]] = {}  # tokenization per backend kind, done once
@@ -556,6 +560,8 @@ def run(root, day: str | None, cfg: VerifyConfig = VerifyConfig(), *, unseen: Se
     dev = Device.open(root)
     if canary is not None:
         check_canary(canary, cfg)
+    elif cfg.canary_format is not None:
+        raise BadInput("--canary-format needs --canary: the format says how to rank a canary the user names")
     rec = find_receipt(dev.root, day)
     if rec is None:
         if day is None:
