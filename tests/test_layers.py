@@ -14,7 +14,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "assistant_forget"
 
 # Lowest first. A module may import its own subpackage and the subpackages below it, never one above.
-LAYERS = ["core", "device", "export", "families", "methods", "runner", "verify", "build", "<top>"]
+LAYERS = ["core", "device", "export", "families", "methods", "runner", "verify", "build", "<top>", "dashboard"]
 CORE_THIRD_PARTY = {"torch", "numpy", "safetensors"}  # all core/ may import besides the standard library
 
 
