@@ -13,8 +13,7 @@ import torch
 from assistant_forget.device.clinc import intent_labels, load_clinc
 from assistant_forget.device.device import Device
 from assistant_forget.families.assistant.model import AssistantModel, ModelConfig
-
-TINY_VOCAB = 320  # smallest SentencePiece vocabulary with byte fallback for this text (256 bytes + 4 specials + chars)
+from devkit import TINY_VOCAB
 
 
 @pytest.fixture

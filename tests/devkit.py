@@ -17,6 +17,7 @@ from device_sim.canary import Canary
 from device_sim.generator import generate_days, write_jsonl
 from device_sim.persona import make_persona
 
+TINY_VOCAB = 320  # smallest SentencePiece vocabulary with byte fallback for this text (256 bytes + 4 specials + chars)
 START = date(2026, 2, 2)
 
 

@@ -24,7 +24,7 @@ from assistant_forget.export.convert import export_metadata, export_onnx, make_s
 from assistant_forget.export.publish import CACHE, ONNX_FILE, current_export, publish
 from assistant_forget.export.runtime import session_options
 
-from conftest import TINY_VOCAB
+from devkit import TINY_VOCAB
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOL = 1e-5  # fp32 parity bound, both heads
