@@ -224,10 +224,10 @@ def export_onnx_int8(fp32_path: Path, out_path: Path) -> None:
 
     onnxruntime's `quantize_dynamic`: the weight of every MatMul (the intent head's Gemm becomes one) is
     stored int8 (QInt8, one scale per output column) and activations are quantized to uint8 at run time.
-    The embedding Gather stays fp32. Of the settings `tools/bench_export.py --settings` compares on CLINC150,
-    this one agrees best with the fp32 model's answers and runs faster than fp32 (QUInt8 weights agree as
-    well but run slower). Quantizing the embedding too halves the file, and one scale per tensor runs
-    faster, but both agree less. The fp32 graph must be the folded one (`trace_onnx`), so every weight is
+    The embedding tables stay fp32, and with them the tied LM head, which reads the embedding through a
+    Transpose. Of the settings `tools/bench_export.py --settings` compares on CLINC150, this one agrees best
+    with the fp32 model's answers at fp32's speed (QUInt8 weights agree as well but run slower). Quantizing
+    the embedding too halves the file, and one scale per tensor runs faster, but both agree less. The fp32 graph must be the folded one (`trace_onnx`), so every weight is
     an initializer the quantizer finds. The quantizer works on files: shape inference writes one beside
     `fp32_path`, and a temporary directory that `tempfile` places in `out_path`'s directory while it runs,
     never in $TMPDIR; both are gone when it returns. The result is serialized again deterministically, with

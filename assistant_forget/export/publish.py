@@ -10,8 +10,10 @@ Layout (format 1) inside a device directory:
     DIR/exports/<version>/export.json   format, version, state, formats, sha256 of every file; sealed with its own
     DIR/cache/onnx-template.json        the ONNX model without weights, filled at each publish (template.py)
 
-A version directory is immutable once renamed into place (its name is a hash of its content), so a
-reader that resolves CURRENT and then finds the directory gone simply resolves CURRENT again. Only the
+A version's model never changes once renamed into place (its name is a hash of the model, labels, tokenizer
+and state); its directory is replaced only by a re-export with other formats (below). A reader that
+resolves CURRENT and then finds the directory gone, or a file not matching export.json, resolves CURRENT
+again. Only the
 live version is kept: two versions side by side would leak their difference (DESIGN threat model).
 Writers hold the device's writer lock (`Device.locked()`); readers take no lock.
 
