@@ -24,6 +24,8 @@ _PUBLIC = {
     "open_device": "api", "ModelDevice": "api",
     "ModuleFamily": "families.module", "ModuleConfig": "families.module",
     "AssistantFamily": "families.assistant.family", "ModelFamily": "core.family", "check_key": "core.keys",
+    "HFCausalLMFamily": "families.hf_lm.family", "LoraSettings": "families.hf_lm.config",
+    "LMTrainConfig": "families.hf_lm.config",
     # forgetting methods: the protocol and the registry
     "Method": "core.method", "ForgetMethod": "core.method", "Plan": "core.method", "Request": "core.method",
     "register": "core.method", "get_method": ("core.method", "get"), "method_names": ("core.method", "names"),
