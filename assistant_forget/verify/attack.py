@@ -15,6 +15,10 @@ Registered here are the cores that run on arrays alone, each with a test against
   exposure      canary exposure among the secrets of its format (metrics.exposure_rank, exposure_skew_normal)
   u-lira        per-example U-LiRA, method models vs exact oracles (privacy.u_lira)
   challenge-eps the NeurIPS 2023 challenge's per-example epsilon and score (privacy.challenge_score)
+  relearn       forgotten-set loss and canary exposure after a relearning fine-tune, vs the oracle under the
+                same attack (relearn.relearn_figures; runner relearn.relearning)
+  model-diff    an attacker with the models before and after the forget ranks utterances by how much the
+                diff raised their loss (modeldiff.diff_attack; runner modeldiff.model_diff)
 
 The first three are what `verify` runs today: verify/verification.py (`evaluate`, `lira`, `exposure`)
 scores the live export, the oracle and the model before the forget and calls the same metrics functions
@@ -34,7 +38,7 @@ import numpy as np
 
 from ..core.errors import BadInput
 from ..core.method import NAME_RE
-from . import metrics, privacy
+from . import metrics, modeldiff, privacy, relearn
 
 CONTEXT = {  # what an attack's core may read, and what a runner computes it from
     "member_losses": "(N,) LM loss of each forgotten utterance under the model attacked",
@@ -47,6 +51,12 @@ CONTEXT = {  # what an attack's core may read, and what a runner computes it fro
     "candidate_scores": "(C,) NLL of every other secret of the canary's format under the same model",
     "method_stats": "(N, K) statistic of each forgotten utterance under K models that forgot it with the method",
     "oracle_stats": "(N, K) the same under K exact oracles (never trained on it)",
+    "relearn_losses": "{model: (2, N)} LM loss of each forgotten utterance before (row 0) and after (row 1) the "
+                      "relearning attack, for models 'current' and 'oracle' (optionally 'before')",
+    "relearn_canary": "{model: (2, 1 + C)} (optional) NLL of the canary (column 0) and of C candidates under the "
+                      "same models, before / after the attack",
+    "before_losses": "(N,) loss of each pooled utterance under the model before the forget (model-diff)",
+    "after_losses": "(N,) the same under the model after the forget",
 }
 
 
@@ -203,3 +213,40 @@ class ChallengeEpsilon(AttackBase):
         c = self._context(context)
         s = privacy.challenge_score(c["method_stats"], c["oracle_stats"], self.config.delta)
         return {**s.figures(), "epsilon_per_example": s.epsilons, "points_per_example": s.points}
+
+
+@register
+class Relearn(AttackBase):
+    """Relearning attack (relearn.py): how much forgotten-set loss and canary exposure a few fine-tuning steps on
+    related text bring back, against the oracle under the same attack; passes when the canary is at most
+    `threshold_bits` more exposed than on the oracle after it. Reads "relearn_canary" when present. Per-model
+    figures come flattened as "<model>_<figure>" (e.g. current_exposure_after); figures not defined are left out."""
+
+    @dataclass(frozen=True)
+    class Config:
+        threshold_bits: float = relearn.THRESHOLD_BITS
+
+    name, needs = "relearn", ("relearn_losses",)
+
+    def run(self, context: Mapping[str, Any]) -> dict:
+        c = self._context(context)
+        f = relearn.relearn_figures(c["relearn_losses"], c.get("relearn_canary"), self.config.threshold_bits)
+        out = {k: v for k, v in f.items() if k != "models" and v is not None}
+        out.update({f"{m}_{k}": v for m, by in f["models"].items() for k, v in by.items()})
+        return out
+
+
+@register
+class ModelDiff(AttackBase):
+    """Model-diff attack (Chen et al. 2021, modeldiff.py): AUC and TPR at `fpr` of "the forget raised its loss"
+    (after - before), forgotten vs unseen."""
+
+    @dataclass(frozen=True)
+    class Config:
+        fpr: float = modeldiff.FPR
+
+    name, needs = "model-diff", ("before_losses", "after_losses", "is_member")
+
+    def run(self, context: Mapping[str, Any]) -> dict:
+        c = self._context(context)
+        return modeldiff.diff_attack(c["before_losses"], c["after_losses"], c["is_member"], self.config.fpr)

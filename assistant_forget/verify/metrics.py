@@ -295,6 +295,9 @@ class Thresholds:
     lira_auc: float = 0.55  # max LiRA AUC, forgotten vs unseen utterances (0.5 = chance)
     accuracy_gap_points: float = 0.5  # max |accuracy - oracle's| on held-out data, in percentage points
     exposure_gap_bits: float = 1.0  # max |canary exposure - oracle's|, in bits
+    u_lira_tpr_excess: float = 0.01  # max U-LiRA TPR at its FPR above that FPR (an oracle's own rate)
+    model_diff_auc_gap: float = 0.05  # max model-diff AUC above the exact forget's (before vs oracle)
+    relearn_exposure_gap_bits: float = 1.0  # max canary exposure after relearning above the oracle's after it
 
     def __post_init__(self) -> None:
         for name, v in vars(self).items():
@@ -352,6 +355,15 @@ def summarize_verdict(metrics: dict, oracle: dict, thresholds: Thresholds = Thre
         note = f"{label} {checked:.4g}{unit} {'<=' if passed else '>'} {limit:.4g}{unit}"
         rows.append(VerdictRow(name, m[key], o[key], limit, passed, note))
     return rows
+
+
+def rounded(x: float | None) -> float | None:
+    """A figure rounded to 6 decimals for a summary; None for a missing or infinite one (JSON has no infinity).
+
+    >>> rounded(0.1234567), rounded(float("inf")), rounded(None)
+    (0.123457, None, None)
+    """
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -9,8 +9,12 @@ directory:
     losses.png         histograms of per-utterance LM loss: forgotten / unseen / retained, one panel per model,
                        on BINS shared bins; the forgotten set only when at least verify.MIN_SET were attacked
     roc.png            ROC curves of the loss-threshold MIA (and of LiRA when it ran), per model, computed on
-                       the same BINS bins (so they show no more than the histograms); only from MIN_SET
+                       the same BINS bins (so they show no more than the histograms), linear and with a
+                       logarithmic FPR axis (the low-FPR regime an attacker works in); only from MIN_SET
                        forgotten utterances
+    per_example.png    the per-example attacks: histogram of each forgotten utterance's challenge epsilon
+                       (on the challenge's 0.5-wide buckets) and of its U-LiRA TPR at the attacker's FPR;
+                       only from MIN_SET forgotten utterances
     exposure.png       the canary's exposure bucket after the forget among the buckets of its format, with
                        the secrets each holds, pass/fail against the oracle and whether it was memorised
     verification.json  the public summary (verification.py)
@@ -32,7 +36,7 @@ from .verification import MIN_SET, Verification, bucket_edges, bucket_labels, bu
 FORMAT = 2  # version of the report's layout
 BINS = 30  # bins of the loss histograms, and of the scores the ROC curves are drawn from
 MODELS = ("before", "current", "oracle")  # plotting order
-PLOTS = ("losses.png", "roc.png", "exposure.png")  # every plot a report may hold
+PLOTS = ("losses.png", "roc.png", "per_example.png", "exposure.png")  # every plot a report may hold
 SET_COLOURS = {"forgotten": "tab:red", "unseen": "tab:blue", "retained": "tab:green"}
 MODEL_STYLES = {"before": ":", "current": "-", "oracle": "--"}
 
@@ -108,15 +112,42 @@ def plot_roc(ver: Verification) -> bytes:
                                        for m in MODELS if m in ver.losses.get("forgotten", {})})]
     if ver.lira:
         attacks.append(("LiRA", {m: binned(*ver.lira[m]) for m in MODELS if m in ver.lira}))
-    fig = Figure(figsize=(4.2 * len(attacks), 3.8))
+    fig = Figure(figsize=(8.4, 3.8 * len(attacks)))
     for k, (title, curves) in enumerate(attacks):
-        ax = fig.add_subplot(1, len(attacks), k + 1)
-        for m, (pos, neg) in curves.items():
-            fpr, tpr = roc_curve(pos, neg)
-            ax.plot(fpr, tpr, MODEL_STYLES[m], label=m)
-        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
-        ax.set(title=title, xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1))
-        ax.legend(fontsize=8)
+        for col, log in enumerate((False, True)):
+            ax = fig.add_subplot(len(attacks), 2, 2 * k + col + 1)
+            for m, (pos, neg) in curves.items():
+                fpr, tpr = roc_curve(pos, neg)
+                ax.plot(fpr, tpr, MODEL_STYLES[m], label=m)
+            ax.plot([1e-3, 1], [1e-3, 1], color="0.7", lw=0.8)
+            if log:
+                ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), title=f"{title}, low FPR")
+            else:
+                ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+            ax.set(xlabel="false positive rate", ylabel="true positive rate")
+            ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_per_example(ver: Verification, summary: dict) -> bytes:
+    """Per forgotten utterance: its challenge epsilon (buckets of privacy.BUCKET) and its U-LiRA TPR."""
+    from matplotlib.figure import Figure
+
+    from .privacy import BUCKET, EPSILON_CAP
+
+    pe, fig = summary["per_example"], Figure(figsize=(8.4, 3.4))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.hist(np.asarray(ver.per_example["epsilon"]), bins=np.arange(0, EPSILON_CAP + BUCKET, BUCKET), color="tab:purple")
+    ax.set(title=f"challenge epsilon per example ({pe['method']} vs {pe['models']} oracles)", xlabel="epsilon",
+           ylabel="forgotten utterances")
+    ax = fig.add_subplot(1, 2, 2)
+    fpr = pe["u_lira"]["fpr"]
+    ax.hist(np.asarray(ver.per_example["u_lira_tpr"]), bins=np.linspace(0, 1, 11), color="tab:orange")
+    ax.axvline(fpr, color="0.3", ls="--", label=f"FPR {fpr:g} (chance)")
+    ax.set(title="U-LiRA: TPR per example", xlabel="true positive rate at the FPR", ylabel="forgotten utterances")
+    ax.legend(fontsize=8)
+    for a in fig.axes:
+        a.title.set_fontsize(9)
     return _png(fig)
 
 
@@ -170,8 +201,32 @@ def format_verdict(summary: dict) -> str:
     for head_ in ("intent", "lm"):
         lines.append(f"{'KL ' + head_ + ' (nats)':22s} " + "  ".join(f"{k} {_f(x).strip()}"
                                                                        for k, x in s["kl"][head_].items()))
+    for who, g in (s.get("accuracy_noise") or {}).items():
+        lo, hi = g["interval_points"]
+        lines.append(f"{'accuracy gap ' + who:22s} {g['gap_points']:+.2f} pt vs oracle, {100 * g['confidence']:.0f} % "
+                     f"interval [{lo:+.2f}, {hi:+.2f}], McNemar p {g['p_value']:.3g}: "
+                     + ("significant" if g["significant"] else "within noise"))
     if s["mia_auc"] and "before" in s["mia_auc"]:
         lines.append(f"{'MIA AUC before forget':22s} {_f(s['mia_auc']['before'])}")
+    pe = s.get("per_example")
+    if pe:
+        u, c = pe["u_lira"], pe["challenge"]
+        lines.append(f"{'per-example attacks':22s} {pe['method']}: {pe['models']} models vs {pe['models']} oracles, "
+                     f"{pe['horizon']} later day(s): U-LiRA TPR {_num(u['tpr'])} at FPR {u['fpr']:g}, AUC "
+                     f"{_num(u['auc'])}; challenge quality {_num(c['quality'])}, median epsilon "
+                     f"{_num(c['median_epsilon'])}")
+    md = s.get("model_diff")
+    if md:
+        lines.append(f"{'model-diff AUC':22s} current {_num(md['current']['auc'])} ({md['current']['feature']}), "
+                     f"exact forget {_num(md['oracle']['auc'])}: an attacker who kept the model before the forget")
+    rl = s.get("relearn")
+    if rl:
+        lines.append(f"{'relearning':22s} {rl['steps']} steps on {rl['related']} related utterances: forgotten loss "
+                     f"gap to the oracle after {_num(rl['loss_gap_after'])} nats, recovered "
+                     f"{_num(rl['loss_recovered'])}; canary after it: "
+                     + ("-" if rl["passed"] is None else ("pass" if rl["passed"] else "FAIL")))
+    for name, why in ((s.get("attacks") or {}).get("skipped") or {}).items():
+        lines.append(f"{'skipped ' + name:22s} {why}")
     if s["exposure"]:
         e = s["exposure"]
         lines.append(f"{'canary exposure':22s} {e['bucket'] or '-'}: {_exposure_words(e)}")
@@ -210,6 +265,43 @@ def _markdown(s: dict, plots: list[str]) -> str:
     lines += [f"| {name} | " + " | ".join(_num((v or {}).get(m)) for m in MODELS) + " |" for name, v in rows if v]
     lines += ["", "KL(oracle || current), nats: "
               + "; ".join(f"{h} {k} {_num(v)}" for h, by in s["kl"].items() for k, v in by.items()), ""]
+    for who, g in (s.get("accuracy_noise") or {}).items():
+        lo, hi = g["interval_points"]
+        lines += [f"Accuracy gap of the {who} model to the oracle on the unseen utterances: {g['gap_points']:+.2f} "
+                  f"points, {100 * g['confidence']:.0f} % paired-bootstrap interval [{lo:+.2f}, {hi:+.2f}], McNemar "
+                  f"p = {g['p_value']:.3g}: " + ("significant beyond the threshold." if g["significant"]
+                                                  else "not beyond the threshold by more than its noise."), ""]
+    pe = s.get("per_example")
+    if pe:
+        lines += ["## Per-example attacks", "",
+                  f"{pe['models']} models that forgot the day with {pe['method']} against {pe['models']} exact "
+                  f"oracles, each trained from the state before the day over {pe['horizon']} later day(s) "
+                  f"({pe['executor']}, {_num(pe['seconds'])} s).", "",
+                  "| attack | figure | value |", "|---|---|---|"]
+        lines += [f"| U-LiRA | {k} | {_num(v)} |" for k, v in pe["u_lira"].items()]
+        lines += [f"| challenge epsilon | {k} | {_num(v)} |" for k, v in pe["challenge"].items()]
+        lines.append("")
+    md, rl = s.get("model_diff"), s.get("relearn")
+    if md:
+        lines += ["## Model-diff attack", "", "An attacker who kept the exported model from before the forget ranks "
+                  "utterances by how much the forget changed their loss (docs/THREAT_MODEL.md). The exact forget "
+                  "leaks too: that is what forgetting is, which is why no old export is kept.", "",
+                  "| after the forget | AUC | TPR at FPR | feature |", "|---|---|---|---|"]
+        lines += [f"| {'current' if m == 'current' else 'exact (oracle)'} | {_num(f['auc'])} | {_num(f['tpr'])} at "
+                  f"{f['fpr']:g} | {f['feature']} |" for m, f in md.items()] + [""]
+    if rl:
+        lines += ["## Relearning attack", "", f"{rl['steps']} fine-tuning steps (lr {rl['lr']:g}, {rl['parameters']} "
+                  f"weights) on {rl['related']} public utterances of the forgotten intents (and other secrets of the "
+                  "canary's format), never a forgotten text.", "", "| model | forgotten loss before | after |",
+                  "|---|---|---|"]
+        lines += [f"| {m} | {_num(f.get('loss_before'))} | {_num(f.get('loss_after'))} |" for m, f in rl["models"].items()]
+        lines += ["", f"Loss gap to the oracle after the attack: {_num(rl['loss_gap_after'])} nats; recovered beyond "
+                  f"the oracle's own drop: {_num(rl['loss_recovered'])}. Canary after the attack (<= oracle + "
+                  f"{rl['threshold_bits']:g} bit): " + ("not measured" if rl["passed"] is None else
+                                                         ("pass" if rl["passed"] else "FAIL")) + ".", ""]
+    skipped = (s.get("attacks") or {}).get("skipped") or {}
+    if skipped:
+        lines += ["Attacks asked for and not run: " + "; ".join(f"{n} ({why})" for n, why in skipped.items()), ""]
     if s.get("forgotten_figures"):
         lines += [f"Figures over the forgotten utterances: {s['forgotten_figures']}.", ""]
     if s["exposure"]:
@@ -236,6 +328,8 @@ def write_report(ver: Verification, out: Path) -> Path:
     plots = {"losses.png": plot_losses(ver)}
     if forgotten_shown(ver):
         plots["roc.png"] = plot_roc(ver)
+        if ver.per_example and summary.get("per_example"):
+            plots["per_example.png"] = plot_per_example(ver, summary)
     if summary.get("exposure"):
         plots["exposure.png"] = plot_exposure(summary)
     for name in set(PLOTS) - set(plots):  # a plot of an earlier report that this one does not have

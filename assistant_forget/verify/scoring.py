@@ -93,6 +93,42 @@ def onnx_of(model: "AssistantModel", base: "BaseModel", state: str = "exact") ->
     return OnnxBackend(Runtime(export_onnx(model, spec), tok, source=f"<{state} model in memory>"))
 
 
+def int8_of(model: "AssistantModel", base: "BaseModel", work, state: str = "exact") -> OnnxBackend:
+    """Export `model` to ONNX and quantize it as the app's onnx-int8 file is (export.convert.export_onnx_int8),
+    in the work directory `work` (the quantizer needs files; they are removed before returning)."""
+    from pathlib import Path
+
+    from ..export.convert import export_onnx, export_onnx_int8, make_spec
+    from ..export.runtime import Runtime
+
+    tok = (base.root / "tokenizer.model").read_bytes()
+    spec = make_spec(model, tok, list(base.labels), state, base.labels.oos_threshold)
+    fp32, int8 = Path(work) / "model.onnx", Path(work) / "model.int8.onnx"
+    fp32.write_bytes(export_onnx(model, spec))
+    try:
+        export_onnx_int8(fp32, int8)
+        data = int8.read_bytes()
+    finally:
+        fp32.unlink(missing_ok=True)
+        int8.unlink(missing_ok=True)
+    return OnnxBackend(Runtime(data, tok, source=f"<{state} model, int8, in memory>"))
+
+
+def half_rounded(model: "AssistantModel") -> "AssistantModel":
+    """A copy of `model` with every floating-point weight rounded to half precision and back: what a CoreML
+    package's fp16 weights compute (export/coreml.py), emulated in PyTorch where CoreML cannot run."""
+    import copy
+
+    import torch
+
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for t in list(out.parameters()) + list(out.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    return out
+
+
 @dataclass(frozen=True)
 class Scores:
     """Per-utterance scores of one model on one set of labelled utterances."""

@@ -16,7 +16,16 @@ How the forgotten utterances are known depends on when verification runs (the `v
                verification stored in the receipt, and appends the new summary to that receipt (the only
                write to the device).
 
-Measured on the exported ONNX model (what the device runs, DESIGN invariant 7) unless `weights="torch"`:
+Attacks (`VerifyConfig.attacks`, `verify --attacks`; ATTACKS): each runs where its inputs exist and is
+listed under "attacks.skipped" with the reason otherwise. Beyond the population attacks below: u-lira and
+challenge-eps (per example, over K models that forgot the day with the method and K exact oracles,
+population.py), model-diff (an attacker holding the export before and after, modeldiff.py) and relearn (a
+few fine-tuning steps on related public text, relearn.py). The accuracy gap comes with its sampling noise
+(`accuracy_noise`: paired bootstrap and McNemar, stats.py), and escalation.py's `forget_verified` escalates a fast forget
+that fails a check beyond its noise to the exact pass at once.
+
+Measured on the exported ONNX model (what the device runs, DESIGN invariant 7) unless `weights` says otherwise
+("onnx-int8": the app's int8 file; "fp16": CoreML's half-precision weights, emulated; "torch"):
 mia_auc (loss-threshold attack on the per-utterance LM loss, forgotten vs unseen), lira_auc (online LiRA
 with shadow models, oracle.py), intent accuracy and KL(oracle || current) of the intent and next-token
 distributions per set, canary exposure (rank among the format's secrets, and skew-normal) before, after and
@@ -60,14 +69,15 @@ import random
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..core import crashpoints
-from . import metrics
+from . import metrics, stats
 from ..device import receipts, workdir
 from ..core.threads import one_torch_thread
 from ..runner.session import session
@@ -79,7 +89,8 @@ from ..runner.forget import JOURNAL, forget, make_plan
 from ..runner.selector import Selector
 from .oracle import Replay, exact_replay, shadow_stats
 from ..device.store import LogStore
-from .scoring import Backend, Labeled, OnnxBackend, Scores, TorchBackend, lm_kl, onnx_of, score, sequence_nll
+from .scoring import (Backend, Labeled, OnnxBackend, Scores, TorchBackend, half_rounded, int8_of, lm_kl, onnx_of, score,
+                      sequence_nll)
 
 FORMAT = 2  # version of the stored summary layout and of a receipt's "verification"
 EXACT_FORMAT = 1  # the exact, memory-only layout (what format-1 receipts stored)
@@ -91,20 +102,29 @@ EXPOSURE_EDGES = (1, 2, 4)  # bucket edges of the stored exposure, in bits (fewe
 MIN_SHARED = 1000  # fewest secrets of the format every exposure bucket must hold
 MAX_RANKED = 100_000  # most secrets a canary is ranked among; a larger format is sampled
 EPS = 1e-9  # float slack of the comparisons on bits
-WEIGHTS = ("onnx", "torch")
+WEIGHTS = ("onnx", "onnx-int8", "fp16", "torch")  # what is scored: the app's files, or weights (fp16: CoreML's, emulated)
+ATTACKS = ("loss-mia", "lira", "exposure", "u-lira", "challenge-eps", "model-diff", "relearn")  # what verify runs
+DEFAULT_ATTACKS = ("loss-mia", "lira", "exposure")  # lira only with --lira K, exposure only with a canary
+POPULATION_ATTACKS = ("u-lira", "challenge-eps")  # the per-example attacks on a population (population.py)
+NEEDS_TEXTS = ("loss-mia", "lira", "u-lira", "challenge-eps", "model-diff", "relearn")  # need the forgotten texts
 ROW_METRIC = {"mia_auc_gap": "mia_auc", "lira_auc": "lira_auc", "accuracy_gap_points": "accuracy",
               "exposure_gap_bits": "exposure_bits"}  # verdict row -> the METRIC_KEYS entry it checks
 PLACEHOLDER = {"mia_auc": 0.5, "lira_auc": 0.5, "accuracy": 1.0, "exposure_bits": 0.0}  # for rows not measured
 CHECKED = {"mia_auc_gap": lambda v, o: abs(v - o), "lira_auc": lambda v, o: v,  # what each row compares
            "accuracy_gap_points": lambda v, o: 100 * abs(v - o), "exposure_gap_bits": lambda v, o: v - o}
-FORGOTTEN_ROWS = ("mia_auc_gap", "lira_auc")  # verdict rows computed over the forgotten utterances
+FORGOTTEN_ROWS = ("mia_auc_gap", "lira_auc", "u_lira_tpr", "model_diff_auc_gap")  # verdict rows computed over the forgotten utterances
 
 
 @dataclass(frozen=True)
 class VerifyConfig:
     """What to measure and how hard; validated on creation."""
 
-    weights: str = "onnx"  # score the exported ONNX model ("onnx") or the PyTorch weights ("torch")
+    weights: str = "onnx"  # score the exported ONNX model ("onnx"), its int8 model ("onnx-int8"), the weights
+    # rounded to half precision as CoreML stores them ("fp16", emulated in PyTorch) or the PyTorch weights ("torch")
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS  # which of ATTACKS to run (each where its inputs exist)
+    models: int = 8  # u-lira / challenge-eps: models per side (the challenge used 512)
+    horizon: int = 2  # u-lira / challenge-eps: later days each population model trains
+    workers: int | None = None  # processes training a population (None: every CPU this process may use)
     retained: int = 300  # retained utterances sampled from the log for accuracy and KL
     unseen: int = 500  # most unseen utterances used
     lira_pairs: int = 0  # LiRA: each utterance IN this many shadows and OUT of as many (0: skip; >= 2)
@@ -124,6 +144,33 @@ class VerifyConfig:
                 raise BadInput(f"{name} must be a non-negative integer (batch_size >= 1), got {v!r}")
         if self.lira_pairs == 1:
             raise BadInput("lira_pairs must be 0 (skip LiRA) or >= 2 (a variance needs two shadows per side)")
+        bad = [a for a in self.attacks if a not in ATTACKS] if isinstance(self.attacks, tuple) else [self.attacks]
+        if bad or not self.attacks:
+            raise BadInput(f"--attacks takes a comma-separated list of {', '.join(ATTACKS)} or all; got {bad or 'none'}")
+        for name, least in (("models", 3), ("horizon", 1)):  # U-LiRA leaves one model out of >= 3
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise BadInput(f"{name} must be an integer >= {least}, got {v!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise BadInput(f"workers must be an integer >= 1, got {self.workers!r}")
+
+
+def parse_attacks(spec: str | None) -> tuple[str, ...]:
+    """'u-lira,relearn' -> ('u-lira', 'relearn'); 'all' -> ATTACKS; None -> DEFAULT_ATTACKS.
+
+    >>> parse_attacks("all") == ATTACKS, parse_attacks(None) == DEFAULT_ATTACKS
+    (True, True)
+    """
+    if spec is None:
+        return DEFAULT_ATTACKS
+    names = tuple(dict.fromkeys(a.strip().lower() for a in spec.split(",") if a.strip()))
+    if names == ("all",):
+        return ATTACKS
+    bad = [a for a in names if a not in ATTACKS]
+    if not names or bad:
+        raise BadInput(f"--attacks takes a comma-separated list of {', '.join(ATTACKS)}, or all; got {spec!r}")
+    return names
 
 
 @dataclass
@@ -134,27 +181,36 @@ class Verification:
     losses: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # set -> model -> LM loss (N,)
     lira: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # model -> (forgotten, unseen)
     oracle: Replay | None = None  # the oracle measured against (memory only)
+    per_example: dict[str, np.ndarray] = field(default_factory=dict)  # attack -> (N,) per forgotten utterance
     exact: dict = field(default_factory=dict)  # every figure, exposure ranks included: memory only, never stored
 
 
-def _r(x: float | None) -> float | None:
-    """Round for the summary; None for missing or infinite values (JSON has no infinity)."""
-    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+_r = metrics.rounded
 
 
-def backend_of(model, eng: Engine, cfg: VerifyConfig) -> Backend:
-    """`model` scored the way `cfg` asks: exported to ONNX in memory, or as PyTorch weights."""
-    return onnx_of(model, eng.base) if cfg.weights == "onnx" else TorchBackend(model, eng.base.tokenizer,
-                                                                               eng.base.labels)
+def backend_of(model, eng: Engine, cfg: VerifyConfig, work: Path | None = None) -> Backend:
+    """`model` scored the way `cfg` asks: exported to ONNX in memory (quantized to int8 in the work directory
+    `work`), rounded to fp16, or as PyTorch weights."""
+    tok, labels = eng.base.tokenizer, eng.base.labels
+    if cfg.weights == "onnx":
+        return onnx_of(model, eng.base)
+    if cfg.weights == "onnx-int8":
+        if work is None:
+            raise ValueError("an int8 backend needs a work directory")
+        return int8_of(model, eng.base, work)
+    return TorchBackend(half_rounded(model) if cfg.weights == "fp16" else model, tok, labels)
 
 
 def current_backend(eng: Engine, cfg: VerifyConfig) -> Backend:
-    """The device's model: its live export (what the app runs) or the engine's PyTorch weights."""
-    if cfg.weights == "torch":
-        return TorchBackend(eng.model, eng.base.tokenizer, eng.base.labels)
+    """The device's model: its live export (what the app runs: fp32 or int8 ONNX) or the engine's weights."""
+    if cfg.weights in ("torch", "fp16"):
+        return backend_of(eng.model, eng, cfg)
     from ..export.runtime import load_current
 
-    return OnnxBackend(load_current(eng.dev.root))
+    if cfg.weights == "onnx-int8" and "onnx-int8" not in eng.export_formats():
+        raise BadInput(f"{eng.dev.root}: the live export has no int8 model; publish one first "
+                       "(assistant-forget export --format onnx,onnx-int8), or verify --weights onnx")
+    return OnnxBackend(load_current(eng.dev.root, fmt=cfg.weights))
 
 
 def _unique(data: Sequence[Labeled]) -> list[Labeled]:
@@ -252,13 +308,22 @@ def lira(eng: Engine, replay: Replay, day: str, forgotten: Sequence[Labeled], un
 
 def evaluate(eng: Engine, replay: Replay, cfg: VerifyConfig, *, kind: str, tier: str,
              forgotten: Sequence[Labeled] = (), unseen: Sequence[Labeled] | None = None, before=None,
-             canary: str | None = None, exclude: Sequence[str] = (), day: str | None = None) -> Verification:
-    """Measure the device's current model against the oracle `replay` (and the model `before` the forget)."""
+             canary: str | None = None, exclude: Sequence[str] = (), day: str | None = None,
+             rows: Sequence = (), plan=None, executor=None) -> Verification:
+    """Measure the device's current model against the oracle `replay` (and the model `before` the forget).
+
+    `rows` (the forgotten day's rows, memory only) and `plan` (the forget's ForgetPlan) let the per-example
+    attacks train their populations (population.py) through `executor`."""
+    from . import runners
+
     t0 = time.perf_counter()
     m = eng.manifest()
-    backends = {"current": current_backend(eng, cfg), "oracle": backend_of(replay.model, eng, cfg)}
-    if before is not None:
-        backends["before"] = backend_of(before, eng, cfg)
+    run_ = set(cfg.attacks)
+    skipped_attacks: dict[str, str] = {}
+    with (workdir.working_copy(eng.dev.root, "scoring") if cfg.weights == "onnx-int8" else nullcontext()) as work:
+        backends = {"current": current_backend(eng, cfg), "oracle": backend_of(replay.model, eng, cfg, work)}
+        if before is not None:
+            backends["before"] = backend_of(before, eng, cfg, work)
     unseen_rows, source = resolve_unseen(eng, unseen, forgotten, cfg)
     attacked = only_forgotten(forgotten, trained_texts(eng))
     sets = {"forgotten": _unique(attacked), "unseen": unseen_rows, "retained": retained_sample(eng, cfg)}
@@ -266,8 +331,12 @@ def evaluate(eng: Engine, replay: Replay, cfg: VerifyConfig, *, kind: str, tier:
     scores: dict[str, dict[str, Scores]] = {s: {n: score(b, d, cfg.batch_size) for n, b in backends.items()}
                                             for s, d in sets.items()}
     ver = Verification({}, {s: {n: sc.lm_loss for n, sc in by.items()} for s, by in scores.items()}, oracle=replay)
+    for name in sorted(run_ & set(NEEDS_TEXTS)):
+        if "forgotten" not in scores:
+            skipped_attacks[name] = ("needs the forgotten utterances: only a what-if or a forget-time verification "
+                                     "has them (an audit runs after they are gone)")
     mia = None
-    if "forgotten" in scores:
+    if "forgotten" in scores and "loss-mia" in run_:
         mia = {n: _r(metrics.loss_threshold_mia_auc(scores["forgotten"][n].lm_loss, scores["unseen"][n].lm_loss))
                for n in backends}
         mia["gap"] = _r(abs(mia["current"] - mia["oracle"]))
@@ -276,24 +345,74 @@ def evaluate(eng: Engine, replay: Replay, cfg: VerifyConfig, *, kind: str, tier:
     kl = {"intent": {s: _r(metrics.kl_from_logits(by["oracle"].intent_logits, by["current"].intent_logits))
                      for s, by in scores.items()},
           "lm": {s: _r(lm_kl(orc, cur, [t for t, _ in sets[s]], cfg.batch_size).mean()) for s in sets}}
+    noise = accuracy_noise(scores["unseen"], cfg)
     t2 = time.perf_counter()
     lira_res = None
-    if cfg.lira_pairs and "forgotten" in sets and replay.before is not None and day is not None:
-        lira_res, ver.lira = lira(eng, replay, day, attacked, unseen_rows, backends, cfg)
+    pairs = lira_pairs(cfg)
+    if "lira" in run_ and pairs and "forgotten" in sets and replay.before is not None and day is not None:
+        lira_res, ver.lira = lira(eng, replay, day, attacked, unseen_rows, backends, replace(cfg, lira_pairs=pairs))
+    elif "lira" in run_ and pairs and "forgotten" in sets:
+        skipped_attacks["lira"] = "needs a single forgotten day that the device had trained"
     t3 = time.perf_counter()
-    expo = exposure(backends, canary, exclude, cfg) if canary is not None else None
+    expo = None
+    if canary is not None and "exposure" in run_:
+        expo = exposure(backends, canary, exclude, cfg)
+    elif "exposure" in run_ and cfg.attacks != DEFAULT_ATTACKS:
+        skipped_attacks["exposure"] = "needs --canary: the secret planted on the day"
     t4 = time.perf_counter()
+    per_example = None
+    if run_ & set(POPULATION_ATTACKS) and "forgotten" in sets:
+        if rows and plan is not None and replay.before is not None and day is not None:
+            per_example, ver.per_example = runners.per_example_attacks(eng, replay, day, rows, sets["forgotten"], plan, cfg,
+                                                               executor)
+        else:
+            for name in sorted(run_ & set(POPULATION_ATTACKS)):
+                skipped_attacks[name] = "needs the forgotten rows of a single trained day (a what-if or benchmark)"
+    diff = None
+    if "model-diff" in run_ and "forgotten" in sets:
+        if "before" in backends:
+            diff = runners.model_diff_attack(backends, sets["forgotten"], unseen_rows, cfg)
+        else:
+            skipped_attacks["model-diff"] = "needs the model before the forget (a what-if or forget-time verification)"
+    relearned = None
+    if "relearn" in run_ and "forgotten" in sets:
+        relearned = runners.relearn_attack(eng, replay, before, sets["forgotten"], canary, cfg)
+    t5 = time.perf_counter()
     current = {"mia_auc": mia and mia["current"], "lira_auc": lira_res and lira_res["current"],
                "accuracy": scores["unseen"]["current"].accuracy,
                "exposure_bits": expo and expo["rank_bits"]["current"]}
     oracle = {"mia_auc": mia and mia["oracle"], "lira_auc": lira_res and lira_res["oracle"],
               "accuracy": scores["unseen"]["oracle"].accuracy, "exposure_bits": expo and expo["rank_bits"]["oracle"]}
-    rows, skipped = verdict(current, oracle, cfg.thresholds)
+    rows_, skipped = verdict(current, oracle, cfg.thresholds)
     rows_out = {r.name: {"value": _r(r.value), "oracle": _r(r.oracle_value), "threshold": r.threshold,
                          "checked": _r(CHECKED[r.name](r.value, r.oracle_value)),
                          "passed": exposure_passed(r.value, r.oracle_value, r.threshold)
                          if r.name == "exposure_gap_bits" else r.passed}
-                for r in rows}
+                for r in rows_}
+    rows_out["accuracy_gap_points"].update(noise["current"])
+    if mia is not None:  # the MIA gap with its paired-bootstrap interval over the same utterances
+        f, u = scores["forgotten"], scores["unseen"]
+        _, lo, hi = stats.auc_gap_interval(-f["current"].lm_loss, -u["current"].lm_loss, -f["oracle"].lm_loss,
+                                           -u["oracle"].lm_loss, seed=cfg.seed)
+        th = cfg.thresholds.mia_auc_gap
+        rows_out["mia_auc_gap"].update({"interval": [_r(lo), _r(hi)], "significant": lo > th or hi < -th})
+    if per_example is not None:
+        u = per_example["u_lira"]
+        excess = u["tpr"] - u["fpr"]
+        rows_out["u_lira_tpr"] = {"value": _r(u["tpr"]), "oracle": _r(u["fpr"]), "checked": _r(excess),
+                                  "threshold": cfg.thresholds.u_lira_tpr_excess,
+                                  "passed": excess <= cfg.thresholds.u_lira_tpr_excess + EPS}
+    if diff is not None:
+        gap = diff["current"]["auc"] - diff["oracle"]["auc"]
+        rows_out["model_diff_auc_gap"] = {"value": _r(diff["current"]["auc"]), "oracle": _r(diff["oracle"]["auc"]),
+                                          "checked": _r(gap), "threshold": cfg.thresholds.model_diff_auc_gap,
+                                          "passed": gap <= cfg.thresholds.model_diff_auc_gap + EPS}
+    if relearned is not None and relearned["passed"] is not None:
+        g = relearned["exposure_after_gap_bits"]
+        rows_out["relearn_exposure_gap_bits"] = {"value": _r(relearned["models"]["current"]["exposure_after"]),
+                                                 "oracle": _r(relearned["models"]["oracle"]["exposure_after"]),
+                                                 "checked": _r(g), "threshold": cfg.thresholds.relearn_exposure_gap_bits,
+                                                 "passed": relearned["passed"]}
     version_ok = m.approximate or m.version == replay.version  # an exact state must be the oracle, bit for bit
     ver.exact = {
         "format": EXACT_FORMAT, "kind": kind, "tier": tier, "weights": cfg.weights, "day": day,
@@ -303,16 +422,40 @@ def evaluate(eng: Engine, replay: Replay, cfg: VerifyConfig, *, kind: str, tier:
         "counts": {**{s: len(sets.get(s, ())) for s in ("forgotten", "unseen", "retained")},
                    "forgotten_also_retained": len(_unique(forgotten)) - len(_unique(attacked)),
                    "unseen_source": source},
+        "attacks": {"asked": list(cfg.attacks), "skipped": skipped_attacks},
         "mia_auc": mia, "lira_auc": lira_res,
         "accuracy": {s: {n: _r(sc.accuracy) for n, sc in by.items()} for s, by in scores.items()},
-        "kl": kl, "exposure": expo,
+        "accuracy_noise": noise, "kl": kl, "exposure": expo, "per_example": per_example,
+        "model_diff": diff, "relearn": relearned,
         "verdict": rows_out,
         "skipped": skipped, "passed": all(r["passed"] for r in rows_out.values()) and version_ok,
         "seconds": {"oracle": _r(replay.seconds), "scores": _r(t1 - t0), "kl": _r(t2 - t1), "lira": _r(t3 - t2),
-                    "exposure": _r(t4 - t3)},
+                    "exposure": _r(t4 - t3), "attacks": _r(t5 - t4)},
     }
     ver.summary = public_summary(ver.exact, cfg.thresholds)
     return ver
+
+
+def lira_pairs(cfg: VerifyConfig) -> int:
+    """Shadow pairs LiRA trains: --lira K, else --models K when --attacks names lira explicitly, else none."""
+    return cfg.lira_pairs or (cfg.models if "lira" in cfg.attacks and cfg.attacks != DEFAULT_ATTACKS else 0)
+
+
+def accuracy_noise(unseen: dict[str, Scores], cfg: VerifyConfig) -> dict:
+    """The accuracy gap of the current model (and of the model before the forget) to the oracle on the same
+    unseen utterances, with its paired-bootstrap interval, McNemar's p-value and whether it is significant
+    beyond the threshold (stats.significant): a verdict, and an escalation, act on a gap the data show."""
+    margin = cfg.thresholds.accuracy_gap_points / 100
+    right = {n: sc.pred == sc.gold for n, sc in unseen.items()}  # (N,) each
+    out = {}
+    for name in ("current", "before"):
+        if name in right:
+            g = stats.compare(right[name], right["oracle"], seed=cfg.seed)
+            f = g.figures()
+            out[name] = {"gap_points": _r(f["gap_points"]), "interval_points": [_r(x) for x in f["interval_points"]],
+                         "p_value": _r(f["p_value"]), "confidence": f["confidence"],
+                         "significant": stats.significant(g, margin)}
+    return out
 
 
 def exposure_passed(current: float, oracle: float, threshold: float) -> bool:
@@ -387,7 +530,7 @@ def _coarse(v, shown: bool, kl: bool = False):
         return None
     if kl:
         return float(f"{v:.{KL_DIGITS}g}")
-    return round(float(v), SET_DECIMALS)
+    return round(float(v), SET_DECIMALS) + 0.0  # + 0.0: no "-0.0"
 
 
 def public_summary(s: dict | None, thresholds: metrics.Thresholds | None = None) -> dict | None:
@@ -412,12 +555,26 @@ def public_summary(s: dict | None, thresholds: metrics.Thresholds | None = None)
     for name, row in (out.get("verdict") or {}).items():
         if name in FORGOTTEN_ROWS:
             row.update({k: _coarse(row.get(k), shown) for k in ("value", "oracle", "checked")})
+            if isinstance(row.get("interval"), list):
+                row["interval"] = [_coarse(x, shown) for x in row["interval"]]
+        elif name == "relearn_exposure_gap_bits":  # bits would rank the canary: pass / fail only
+            row.update({"value": None, "oracle": None, "checked": None})
         elif name == "exposure_gap_bits":
             row.update({"value": None, "oracle": None, "checked": None})
             if s.get("exposure") and s["exposure"].get("rank_bits"):  # format 1 judged |gap|: judge it again
                 r = s["exposure"]["rank_bits"]
                 if r.get("current") is not None and r.get("oracle") is not None:
                     row["passed"] = exposure_passed(r["current"], r["oracle"], row.get("threshold", th.exposure_gap_bits))
+    if isinstance(out.get("model_diff"), dict):
+        out["model_diff"] = {m: {k: _coarse(v, shown) if isinstance(v, float) else v for k, v in f.items()}
+                             for m, f in out["model_diff"].items()}
+    if isinstance(out.get("relearn"), dict):
+        out["relearn"] = public_relearn(out["relearn"], shown)
+    pe = out.get("per_example")
+    if isinstance(pe, dict):
+        for key in ("u_lira", "challenge"):
+            if isinstance(pe.get(key), dict):
+                pe[key] = {k: _coarse(v, shown) if isinstance(v, float) else v for k, v in pe[key].items()}
     thr = (s.get("verdict") or {}).get("exposure_gap_bits", {}).get("threshold", th.exposure_gap_bits)
     out["exposure"] = public_exposure(s.get("exposure"), thr)
     out["forgotten_figures"] = (f"rounded ({n} attacked, >= {MIN_SET})" if shown else
@@ -427,6 +584,20 @@ def public_summary(s: dict | None, thresholds: metrics.Thresholds | None = None)
         out["passed"] = all(r.get("passed") for r in out["verdict"].values()) and bool(version_ok)
     if isinstance(out.get("at_forget"), dict):
         out["at_forget"] = public_summary(out["at_forget"], thresholds)
+    return out
+
+
+RELEARN_BITS = ("exposure_before", "exposure_after", "exposure_after_gap_bits", "exposure_recovered_bits")
+
+
+def public_relearn(r: dict, shown: bool) -> dict:
+    """The stored form of the relearning attack's figures: losses over the forgotten set coarse (withheld
+    below MIN_SET), no exposure in bits (it would rank the canary), its pass / fail kept."""
+    out = {k: v for k, v in r.items() if k not in RELEARN_BITS and k != "models"}
+    for k in ("loss_gap_after", "loss_recovered", "recovered_fraction"):
+        out[k] = _coarse(r.get(k), shown)
+    out["models"] = {m: {k: _coarse(v, shown) for k, v in f.items() if k not in RELEARN_BITS}
+                     for m, f in (r.get("models") or {}).items()}
     return out
 
 
@@ -463,20 +634,24 @@ def attach(root, receipt_id: str, summary: dict, at_forget: bool) -> None:
 
 def verify_forget(eng: Engine, sel: Selector, mode: str = "fast", cfg: VerifyConfig = VerifyConfig(), *,
                   unseen: Sequence[Labeled] | None = None, canary: str | None = None, exclude: Sequence[str] = (),
-                  kind: str = "forget", oracle: Replay | None = None, progress=None) -> tuple[dict, Verification]:
+                  kind: str = "forget", oracle: Replay | None = None, executor=None,
+                  progress=None) -> tuple[dict, Verification]:
     """Forget what `sel` names and verify it while its utterances are still in memory; (receipt, verification).
 
     The caller holds the device lock and has run `forget.recover` (api.session does both). `oracle`: the
     exact replay of an identical device for the same selector, to reuse (benchmarks vary only the repair).
+    `executor` trains the per-example attacks' populations (core/executor.py; default: a local pool).
     """
     plan = make_plan(eng, sel, mode)
-    forgotten = [(u.text, u.intent) for u in sel.match(eng.store)]  # memory only, dropped on return
+    rows = sel.match(eng.store)  # memory only, dropped on return
+    forgotten = [(u.text, u.intent) for u in rows]
     before = copy.deepcopy(eng.model) if plan.trained else None
     receipt = forget(eng, sel, mode, progress)
     replay = oracle or exact_replay(eng, plan.trained[0] if plan.trained else None, progress)
     day = plan.trained[0] if len(plan.trained) == 1 else None
     ver = evaluate(eng, replay, cfg, kind=kind, tier=receipt["tier"], forgotten=forgotten, unseen=unseen,
-                   before=before, canary=canary, exclude=exclude, day=day)
+                   before=before, canary=canary, exclude=exclude, day=day,
+                   rows=[u for u in rows if u.local_date == day], plan=plan, executor=executor)
     attach(eng.dev.root, receipt["id"], ver.summary, at_forget=True)
     return receipt, ver
 

@@ -26,11 +26,16 @@ def context(seed: int, shift: float) -> dict:
         "target_stats": base[:, 0] + shift * member + rng.normal(size=n), "in_stats": ins, "out_stats": outs,
         "is_member": member, "canary_score": 10.0 - 3 * shift, "candidate_scores": rng.normal(10.0, 1.0, 999),
         "method_stats": base + shift + rng.normal(size=(n, k)), "oracle_stats": base + rng.normal(size=(n, k)),
+        "before_losses": base[:, 0] + 3.0, "after_losses": base[:, 0] + 3.0 + shift * member + rng.normal(0, 0.5, n),
+        "relearn_losses": {"current": np.stack([np.full(n, 3.0), np.full(n, 3.0 - shift)]),
+                           "oracle": np.stack([np.full(n, 3.0), np.full(n, 3.0)])},
+        "relearn_canary": {"current": np.c_[[10.0, 10.0 - 3 * shift], np.tile(rng.normal(10.0, 1.0, 999), (2, 1))],
+                           "oracle": np.c_[[10.0, 10.0], np.tile(rng.normal(10.0, 1.0, 999), (2, 1))]},
     }
 
 
 def test_every_registered_attack_runs_and_matches_what_it_wraps() -> None:
-    assert A.names() == ["challenge-eps", "exposure", "lira", "loss-mia", "u-lira"]
+    assert A.names() == ["challenge-eps", "exposure", "lira", "loss-mia", "model-diff", "relearn", "u-lira"]
     c = context(0, 1.0)
     for name in A.names():
         figures = A.get(name).run(c)
@@ -53,6 +58,8 @@ def test_a_kept_forget_is_caught_and_an_exact_one_is_not() -> None:
     assert A.get("loss-mia").run(kept)["auc"] > 0.95 and abs(A.get("loss-mia").run(exact)["auc"] - 0.5) < 0.15
     assert A.get("exposure").run(kept)["rank_bits"] > 8 > 2 > A.get("exposure").run(exact)["rank_bits"]
     assert A.get("challenge-eps").run(kept)["quality"] < A.get("challenge-eps").run(exact)["quality"]
+    assert A.get("model-diff").run(kept)["auc"] > 0.95 and abs(A.get("model-diff").run(exact)["auc"] - 0.5) < 0.15
+    assert A.get("relearn").run(kept)["passed"] is False and A.get("relearn").run(exact)["passed"] is True
 
 
 def test_registry_refuses_what_would_not_run() -> None:

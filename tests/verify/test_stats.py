@@ -105,3 +105,22 @@ def test_stats_refuse_bad_input() -> None:
         S.paired_bootstrap_ci([1, 0], [1, 0], confidence=1.0)
     with pytest.raises(BadInput, match="margin"):
         S.significant(S.compare([1, 0], [0, 1]), margin=-0.1)
+
+
+def test_auc_gap_interval_is_the_paired_bootstrap_of_the_auc_gap() -> None:
+    rng = np.random.default_rng(3)
+    ma, na = rng.normal(1, 1, 12), rng.normal(0, 1, 30)
+    mb, nb = ma + rng.normal(0, 0.3, 12), na + rng.normal(0, 0.3, 30)
+    gap, lo, hi = S.auc_gap_interval(ma, na, mb, nb, resamples=400, seed=7)
+    # slow reference: the same draws, the AUC counted pair by pair
+    auc = lambda p, n: np.mean([(x > y) + 0.5 * (x == y) for x in p for y in n])  # noqa: E731
+    g = np.random.default_rng(7)
+    reps = []
+    for _ in range(400):
+        i, j = g.integers(0, 12, 12), g.integers(0, 30, 30)
+        reps.append(auc(ma[i], na[j]) - auc(mb[i], nb[j]))
+    want = np.quantile(reps, [0.025, 0.975], method="inverted_cdf")
+    assert gap == pytest.approx(auc(ma, na) - auc(mb, nb)) and (lo, hi) == pytest.approx(tuple(want))
+    assert lo <= gap <= hi
+    with pytest.raises(BadInput, match="same utterances"):
+        S.auc_gap_interval(ma, na, mb[:5], nb)
