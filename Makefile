@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel on local disk (an open range would pull a CUDA build).
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,dashboard]'
+	$(BIN)/pip install --quiet -e '.[test,dashboard,fleet,lm]'
 	touch $@
 
 demo: bootstrap

@@ -70,14 +70,31 @@ def _printable(text: str) -> str:
 def _configure_init(p: argparse.ArgumentParser) -> None:
     _device_arg(p)
     p.add_argument("--seed", type=int, default=None, help="device seed (default 0); fixed at creation")
+    p.add_argument("--family", default="assistant", choices=("assistant", "hf-causal-lm"),
+                   help="the model the device personalises: the assistant (default), or a Hugging Face causal LM "
+                        "with per-day LoRA adapters (docs/lm.md); recorded, every command then uses it")
+    p.add_argument("--base-model", type=Path, metavar="DIR", help="hf-causal-lm: a local Hugging Face model "
+                                                                  "directory (default: the shipped models/lm-tiny)")
+    p.add_argument("--lora-rank", type=int, metavar="R", help="hf-causal-lm: LoRA rank (default 4)")
+    p.add_argument("--lora-alpha", type=float, metavar="A", help="hf-causal-lm: LoRA alpha (default 8)")
+    p.add_argument("--lora-targets", metavar="LIST", help="hf-causal-lm: comma-separated module names the "
+                                                          "adapters wrap (default q_proj,v_proj; GPT-2: c_attn)")
+    p.add_argument("--epochs", type=int, metavar="N", help="hf-causal-lm: passes over a day (default 3)")
+    p.add_argument("--lr", type=float, metavar="LR", help="hf-causal-lm: learning rate of a day (default 5e-3)")
 
 
-@command("init", "create an empty device directory with a seed", _configure_init)
+@command("init", "create an empty device directory with a seed (and a model family)", _configure_init)
 def cmd_init(args: argparse.Namespace) -> int:
-    from .device.device import DEFAULT_SEED, Device
+    from .api import init
 
-    dev = Device.create(args.device, DEFAULT_SEED if args.seed is None else args.seed)
-    print(f"created device {dev.root} (seed {dev.seed})")
+    lora = {k: v for k, v in (("rank", args.lora_rank), ("alpha", args.lora_alpha),
+                              ("target_modules", None if args.lora_targets is None else
+                               tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())))
+            if v is not None}
+    train = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
+    res = init(args.device, args.seed, args.family, args.base_model, lora, train)
+    print(f"created device {res['device']} (seed {res['seed']})"
+          + (f", family {res['family']} on {res['base_model']}" if res["family"] != "assistant" else ""))
     return 0
 
 
@@ -181,6 +198,13 @@ def _configure_forget(p: argparse.ArgumentParser) -> None:
                         "at the next maintain), fast, exact, retrain, subtraction, finetune, or one of your own "
                         "(ASSISTANT_FORGET_METHODS=your_module; `assistant-forget methods` lists them)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--verify", action="store_true",
+                   help="measure the forget against the oracle while its utterances are in memory; with auto, a "
+                        "fast forget that fails a check beyond its noise runs the exact pass at once (the receipt "
+                        "records both)")
+    p.add_argument("--unseen", type=Path, metavar="FILE", help="with --verify: JSONL of held-out utterances "
+                                                                "(text, intent) the device never logged")
+    p.add_argument("--canary", metavar="TEXT", help="with --verify: a planted secret whose exposure to measure")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -191,7 +215,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     tick, bar = progress_bar("exact replay")
     with bar:
         res = forget(args.device, date=args.date, start=args.start, end=args.end, ids=args.ids,
-                     contains=args.contains, mode=args.mode, dry_run=args.dry_run, progress=tick)
+                     contains=args.contains, mode=args.mode, dry_run=args.dry_run, verify=args.verify,
+                     unseen=args.unseen, canary=args.canary, progress=tick)
     if args.json:
         _print_json(res)
     elif res.get("dry_run"):
@@ -211,6 +236,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
         print(f"forgot {res['utterances']} utterance(s) on {len(res['days'])} day(s) [{res['tier']}]; "
               f"model {res['version_before']} -> {res['version_after']} ({res['state']}); "
               f"receipt {res['id']}")
+        if res.get("verification"):
+            v = res["verification"]
+            print(f"verified: {'PASS' if v['passed'] else 'FAIL'} ("
+                  + ", ".join(f"{n} {'pass' if r['passed'] else 'FAIL'}" for n, r in v["verdict"].items()) + ")")
+        esc = res.get("escalation")
+        if esc:
+            print(f"escalation: failed {', '.join(esc['failed'])}; {esc['action']}"
+                  + (f" (receipt {esc['receipt']}, now {esc['state']})" if esc.get("receipt") else ""))
     return 0
 
 
@@ -282,7 +315,18 @@ def _configure_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date", metavar="DATE", help="a local day, YYYY-MM-DD: audit its forget receipt, or, if it is "
                                                   "not forgotten yet, a what-if fast forget on a working copy inside DIR/.work "
                                                   "(default: audit the latest forget)")
-    p.add_argument("--weights", default="onnx", help="onnx (the exported model the app runs, default) | torch")
+    p.add_argument("--weights", default="onnx", help="onnx (the exported model the app runs, default) | onnx-int8 "
+                                                    "(its int8 model) | fp16 (CoreML's half-precision weights, "
+                                                    "emulated) | torch")
+    p.add_argument("--attacks", metavar="LIST", help="comma-separated: loss-mia, lira, exposure, u-lira, "
+                                                     "challenge-eps, model-diff, relearn, or all (default: loss-mia, "
+                                                     "exposure with --canary, lira with --lira); each runs where its "
+                                                     "inputs exist and is listed as skipped otherwise")
+    p.add_argument("--models", type=int, default=8, metavar="K", help="u-lira / challenge-eps: models per side, >= 3 "
+                                                                        "(default 8; the NeurIPS'23 challenge used 512)")
+    p.add_argument("--horizon", type=int, default=2, metavar="H", help="u-lira / challenge-eps: later days each "
+                                                                         "model trains (default 2)")
+    p.add_argument("--workers", type=int, metavar="N", help="processes that train the models (default: every CPU)")
     p.add_argument("--unseen", type=Path, metavar="FILE", help="JSONL of held-out utterances (text, intent) the "
                                                                 "device never logged, for the attacks")
     p.add_argument("--canary", metavar="TEXT", help="a planted secret (e.g. 'remind me my locker code is 3 7 1 9 5') "
@@ -308,9 +352,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     tick, bar = progress_bar("oracle replay")
     with bar:
         res = verify(args.device, args.date, weights=args.weights, unseen=args.unseen, canary=args.canary,
-                     canary_format=args.canary_format, lira=args.lira, report=args.report, progress=tick)
+                     canary_format=args.canary_format, lira=args.lira, attacks=args.attacks, models=args.models,
+                     horizon=args.horizon, workers=args.workers, report=args.report, progress=tick)
     if args.json:
         _print_json(res)
+    elif res.get("family") == "hf-causal-lm":
+        from .verify.lm import format_lm_verdict
+
+        print(format_lm_verdict(res))
+        print(f"report: {res['report']}")
     else:
         print(format_verdict(res))
         print(f"report: {res['report']}")

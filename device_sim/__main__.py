@@ -46,6 +46,9 @@ def _configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--canary", action="append", default=[], metavar="TEXT@DAY*REPEATS",
                    help="plant TEXT REPEATS times on DAY (index from 0, or YYYY-MM-DD); repeatable")
     p.add_argument("--no-travel", action="store_true", help="stay home: no trip abroad")
+    p.add_argument("--source", default="generator", choices=("generator", "clinc150"),
+                   help="what the persona says: the generator's phrasings, or real crowd-sourced CLINC150 "
+                        "val/test utterances with the persona's rhythm (default generator)")
     p.add_argument("--out", type=Path, required=True, help="JSONL file to write")
 
 
@@ -54,9 +57,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .canary import parse_canary_spec
     from .generator import format_summary, generate_log
 
+    canaries = [parse_canary_spec(c) for c in args.canary]
+    if args.source == "clinc150":
+        from .real import format_real_summary, generate_real_log
+
+        print(format_real_summary(generate_real_log(args.out, days=args.days, seed=args.seed,
+                                                    start=_iso_date(args.start), mean_per_day=args.mean,
+                                                    canaries=canaries, travel=not args.no_travel)))
+        return 0
     summary = generate_log(args.out, days=args.days, seed=args.seed, start=_iso_date(args.start),
-                           mean_per_day=args.mean, canaries=[parse_canary_spec(c) for c in args.canary],
-                           travel=not args.no_travel)
+                           mean_per_day=args.mean, canaries=canaries, travel=not args.no_travel)
     print(format_summary(summary))
     return 0
 
@@ -65,12 +75,17 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     from .simulate import add_arguments
 
     add_arguments(p)
+    p.add_argument("--family", default="assistant", choices=("assistant", "hf-causal-lm"),
+                   help="the device's model: the assistant (default) or the shipped causal LM with LoRA adapters "
+                        "(device_sim/lm.py: trains nightly, forgets the day of a secret, reports)")
 
 
 @command("run", "live through N days on a simulated device: speak, learn nightly, forget, report", _configure_run)
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.family == "hf-causal-lm":
+        return _run_lm(args)
     from .report import format_summary, percent
     from .simulate import config_from_args, run
 
@@ -83,6 +98,45 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         result = run(cfg, tick)
     print(format_summary(result))
+    return 0
+
+
+def _run_lm(args: argparse.Namespace) -> int:
+    """`run --family hf-causal-lm` (device_sim/lm.py)."""
+    from .lm import LMRunConfig, format_lm_report, run_lm
+
+    cfg = LMRunConfig(device=args.device, days=args.days, seed=args.seed, start=_iso_date(args.start),
+                      mean=args.mean, report=args.report, fresh=args.fresh)
+    print(format_lm_report(run_lm(cfg)))
+    return 0
+
+
+def _configure_fleet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, default=16, help="devices in the fleet (default 16)")
+    p.add_argument("--days", type=int, default=30, help="days each device lives (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="the fleet's seed: every device's persona and habits")
+    p.add_argument("--mean", type=float, default=20.0, help="the fleet's mean utterances per day (default 20)")
+    p.add_argument("--start", default="2026-01-01", help="first local day, YYYY-MM-DD (default 2026-01-01)")
+    p.add_argument("--out", type=Path, required=True, help="fleet directory: devices/, fleet.json, fleet.png")
+    p.add_argument("--workers", type=int, default=None, help="processes, or a local Ray's CPUs (default: all)")
+    p.add_argument("--ray", action="store_true", help="run the devices on a local Ray instance")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="run them on the Ray cluster at ADDR")
+
+
+@command("fleet", "simulate N devices (personas) living D days through an executor; a fleet report", _configure_fleet)
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from assistant_forget.core.ray_executor import make_executor
+
+    from .fleet import fleet_specs, format_report, run_fleet
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise BadInput(f"{args.out} already exists and is not empty; choose another --out")
+    specs = fleet_specs(args.out.resolve(), args.devices, args.days, args.seed, args.mean, _iso_date(args.start))
+    with make_executor(ray=args.ray, address=args.ray_address, workers=args.workers) as ex:
+        if hasattr(ex, "start"):  # a Ray executor: connect (or say what is missing) before writing anything
+            ex.start()
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(format_report(run_fleet(args.out, specs, ex)))
     return 0
 
 

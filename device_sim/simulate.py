@@ -37,6 +37,7 @@ from .persona import Persona, make_persona
 FORGET_KINDS = ("date", "contact", "range")  # what scheduled requests forget, in turn
 CANARY_REPEATS = 3  # times the canary is said on its day
 MAX_DAYS = 3660  # longest simulation accepted
+SOURCES = ("generator", "clinc150")  # where the persona's utterances come from (device_sim.real: real ones)
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,12 @@ class RunConfig:
     report: Path | None = None  # report directory; None: <device's parent>/<device name>-report
     fresh: bool = False  # delete an existing device directory first instead of refusing
     threads: int = 1  # torch threads for the nightly training
+    source: str = "generator"  # the persona's own phrasings (generator.py) or real CLINC150 val/test text (real.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", Path(self.device))
+        if self.source not in SOURCES:
+            raise BadInput(f"--source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.report is not None:
             object.__setattr__(self, "report", Path(self.report))
         for name, lo, hi in [("days", 1, MAX_DAYS), ("seed", 0, 2**63 - 1), ("retention", 0, MAX_DAYS),
@@ -273,7 +277,12 @@ def simulate(cfg: RunConfig, on_day: Callable[[DayStats], None] | None = None) -
 
     t_start = time.perf_counter()
     persona, canary = make_persona(cfg.seed), plant_canary(cfg)
-    records = generate_days(persona, cfg.start, cfg.days, cfg.seed, mean_per_day=cfg.mean, canaries=[canary])
+    if cfg.source == "clinc150":
+        from .real import real_days
+
+        records = real_days(cfg.start, cfg.days, cfg.seed, mean_per_day=cfg.mean, canaries=[canary])
+    else:
+        records = generate_days(persona, cfg.start, cfg.days, cfg.seed, mean_per_day=cfg.mean, canaries=[canary])
     by_day: dict[str, list[dict]] = {}
     for r in records:
         by_day.setdefault(r["timestamp"][:10], []).append(r)  # a generated timestamp is in local time
@@ -326,6 +335,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report directory (default: DEVICE-report beside the device directory)")
     p.add_argument("--fresh", action="store_true", help="delete an existing device directory and start over")
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads (default {d.threads})")
+    p.add_argument("--source", default=d.source, choices=SOURCES,
+                   help="what the persona says: the generator's phrasings, or real crowd-sourced CLINC150 "
+                        f"val/test utterances with the persona's rhythm (default {d.source})")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -336,4 +348,4 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise BadInput(f"--start: {e}") from None
     return RunConfig(device=args.device, days=args.days, seed=args.seed, start=start, mean=args.mean,
                      retention=args.retention, forget_every=args.forget_every, report=args.report,
-                     fresh=args.fresh, threads=args.threads)
+                     fresh=args.fresh, threads=args.threads, source=args.source)

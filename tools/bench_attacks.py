@@ -3,7 +3,7 @@
 A persona's device (device_sim's generator, or real CLINC150 utterances with `--source clinc150`) lives D
 days; N of them are drawn and each is forgotten on a fresh copy of the device into which a canary (a random
 secret among 10^5) is planted on that day, said R times (tools/bench_devices.py). Each day is forgotten
-twice, with the fast tier and with the exact one, on two copies, against the same oracle, and verified with
+with the fast tier, against the exact oracle, and verified with
 every attack `verify --attacks all` runs (verify/verification.py) except LiRA (tools/bench_quality.py has it):
 
   accuracy      held-out accuracy gap to the oracle, with its paired-bootstrap interval (stats.py)
@@ -14,7 +14,9 @@ every attack `verify --attacks all` runs (verify/verification.py) except LiRA (t
   relearn       canary exposure after a relearning attack, minus the oracle's after the same attack
   int8          the fast tier re-measured on the app's int8 export: MIA gap and canary exposure vs fp32
 
-Targets (issue 18): fast accuracy within 0.5 point of the oracle; U-LiRA TPR <= 2 % at 1 % FPR;
+The exact tier's model is the oracle byte for byte, so it is not forgotten again: its population (exact
+method models against oracles) gives its U-LiRA and challenge figures, and its model-diff AUC is the
+oracle's. Targets (issue 18): fast accuracy within 0.5 point of the oracle; U-LiRA TPR <= 2 % at 1 % FPR;
 challenge quality within 10 % of the exact tier's; relearned exposure <= oracle's + 1 bit; model-diff AUC
 <= exact's + 0.05; int8 changes the MIA gap by <= 0.01 and the exposure by <= 0.5 bit. Means over the days.
 
@@ -40,42 +42,55 @@ from pathlib import Path
 import torch
 
 from assistant_forget import api
-from assistant_forget.core.executor import local
+from assistant_forget.core import method as methods
+from assistant_forget.core.ray_executor import make_executor
 from assistant_forget.runner.forget import forget, make_plan
 from assistant_forget.runner.selector import Selector
 from assistant_forget.verify import metrics
 from assistant_forget.verify.oracle import exact_replay
-from assistant_forget.verify.verification import VerifyConfig, evaluate
+from assistant_forget.verify.runners import per_example_attacks
+from assistant_forget.verify.verification import VerifyConfig, evaluate, only_forgotten, trained_texts
 from bench_devices import SOURCES, build, heldout, plant, secrets as canary_secrets
 
 TH = metrics.Thresholds()
 ATTACKS = ("loss-mia", "exposure", "u-lira", "challenge-eps", "model-diff", "relearn")
 INT8_ATTACKS = ("loss-mia", "exposure")
-TIERS = ("fast", "exact")
 
 
-def forget_and_attack(dev: Path, day: str, mode: str, canary: str, unseen: list, cfg: VerifyConfig, executor,
-                      oracle=None):
-    """Forget `day` on `dev` with `mode` and run every attack while its texts are in memory (as
-    verification.verify_forget does); with the fast tier also on the int8 export. (figures, oracle)."""
+def forget_and_attack(dev: Path, day: str, canary: str, unseen: list, cfg: VerifyConfig, executor,
+                      repair_steps: int | None = None) -> dict:
+    """Fast-forget `day` on `dev` and run every attack while its texts are in memory (as
+    verification.verify_forget does), then the fast model again on the int8 export, and the exact tier's
+    population. The exact tier's model is the oracle byte for byte (tests/sim/test_versions.py), so its
+    figures against the oracle are zero by construction and are not recomputed: what the exact tier needs
+    here is its own population (its U-LiRA and challenge score: exact method models against oracles) and
+    its model-diff AUC, the oracle's (before vs oracle), which the fast verification computes. With
+    `repair_steps` the fast tier repairs that many steps instead of its budget (the trade-off)."""
     with api.session(dev) as eng:
         sel = Selector("date", day, day)
-        plan = make_plan(eng, sel, mode)
+        method = methods.get("fast", None if repair_steps is None else {"steps": repair_steps})
+        plan, exact_plan = make_plan(eng, sel, method), make_plan(eng, sel, "exact")
         rows = sel.match(eng.store)
         forgotten = [(u.text, u.intent) for u in rows]
         before = copy.deepcopy(eng.model)
         t = time.perf_counter()
-        receipt = forget(eng, sel, mode)
+        receipt = forget(eng, sel, method)
         forget_s = time.perf_counter() - t
-        replay = oracle or exact_replay(eng, day)
+        replay = exact_replay(eng, day)
         common = dict(kind="benchmark", tier=receipt["tier"], forgotten=forgotten, unseen=unseen, before=before,
                       canary=canary, day=day)
         ver = evaluate(eng, replay, cfg, rows=rows, plan=plan, executor=executor, **common)
-        out = {"fp32": figures(ver.exact), "forget_s": forget_s, "tier": receipt["tier"]}
-        if mode == "fast":
-            q = evaluate(eng, replay, replace(cfg, weights="onnx-int8", attacks=INT8_ATTACKS), **common)
-            out["int8"] = figures(q.exact)
-        return out, replay
+        q = evaluate(eng, replay, replace(cfg, weights="onnx-int8", attacks=INT8_ATTACKS), **common)
+        attacked = only_forgotten(forgotten, trained_texts(eng))
+        day_rows = [u for u in rows if u.local_date == day]
+        pe, _ = per_example_attacks(eng, replay, day, day_rows, list(dict.fromkeys(attacked)), exact_plan, cfg,
+                                    executor)
+    fast = {"fp32": figures(ver.exact), "int8": figures(q.exact), "forget_s": forget_s}
+    exact = {"fp32": {"u_lira_tpr": pe["u_lira"]["tpr"], "u_lira_auc": pe["u_lira"]["auc"],
+                      "challenge_quality": pe["challenge"]["quality"],
+                      "median_epsilon": pe["challenge"]["median_epsilon"], "population_s": pe["seconds"],
+                      "diff_auc": fast["fp32"]["diff_auc_exact"]}}
+    return {"fast": fast, "exact": exact}
 
 
 def figures(e: dict) -> dict:
@@ -100,7 +115,7 @@ def figures(e: dict) -> dict:
 
 
 def mean(rows: list[dict], tier: str, key: str, arm: str = "fp32") -> float | None:
-    vals = [r[tier][arm][key] for r in rows if r[tier].get(arm, {}).get(key) is not None]
+    vals = [r[tier][arm].get(key) for r in rows if r[tier].get(arm, {}).get(key) is not None]
     return statistics.mean(vals) if vals else None
 
 
@@ -109,18 +124,21 @@ def summarize(rows: list[dict]) -> dict:
     m = {t: {k: mean(rows, t, k) for k in ("accuracy_gap_points", "mia_gap", "u_lira_tpr", "u_lira_auc",
                                            "challenge_quality", "median_epsilon", "diff_auc", "diff_auc_exact",
                                            "relearn_gap_bits", "relearn_loss_recovered", "population_s")}
-         for t in TIERS}
+         for t in ("fast", "exact")}
     int8_mia = [abs(r["fast"]["int8"]["mia_gap"] - r["fast"]["fp32"]["mia_gap"]) for r in rows
                 if r["fast"]["int8"]["mia_gap"] is not None]
     int8_exp = [abs(r["fast"]["int8"]["exposure"]["current"] - r["fast"]["fp32"]["exposure"]["current"]) for r in rows]
     m["int8"] = {"mia_gap_change": statistics.mean(int8_mia) if int8_mia else None,
                  "max_mia_gap_change": max(int8_mia) if int8_mia else None,
                  "exposure_change_bits": statistics.mean(int8_exp), "max_exposure_change_bits": max(int8_exp)}
+    n = [r["fast"]["fp32"]["forgotten"] for r in rows]  # per day: the forgotten utterances attacked
+    for t in ("fast", "exact"):  # U-LiRA pooled over utterances: a day of 2 utterances weighs 2, not 1/N
+        m[t]["u_lira_tpr_pooled"] = sum(k * r[t]["fp32"]["u_lira_tpr"] for k, r in zip(n, rows)) / sum(n)
     f, x = m["fast"], m["exact"]
     abs_acc = statistics.mean(abs(r["fast"]["fp32"]["accuracy_gap_points"]) for r in rows)
     targets = {
         "accuracy_within_0.5pt": abs_acc <= TH.accuracy_gap_points,
-        "u_lira_tpr_le_2pct": f["u_lira_tpr"] is not None and f["u_lira_tpr"] <= 0.01 + TH.u_lira_tpr_excess,
+        "u_lira_tpr_le_2pct": f["u_lira_tpr_pooled"] <= 0.01 + TH.u_lira_tpr_excess,
         "challenge_within_10pct": (f["challenge_quality"] is not None and x["challenge_quality"]
                                    and f["challenge_quality"] >= 0.9 * x["challenge_quality"]),
         "relearn_le_oracle_plus_1bit": f["relearn_gap_bits"] is not None
@@ -134,20 +152,20 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print(f"{'day':10} {'tier':5} {'n':>3} {'acc gap':>7} {'interval':>15} {'MIA gap':>7} {'U-LiRA':>6} "
-          f"{'quality':>7} {'med eps':>7} {'diff':>5} {'exact':>5} {'relearn':>7} {'exp cur':>7} {'orc':>5} "
-          f"{'int8 MIA':>8} {'int8 exp':>8}")
+    print(f"{'day':10} {'n':>3} {'acc gap':>7} {'interval':>15} {'MIA gap':>7} {'U-LiRA':>6} {'exact':>5} "
+          f"{'quality':>7} {'exact':>5} {'med eps':>7} {'diff':>5} {'exact':>5} {'relearn':>7} {'exp bef':>7} "
+          f"{'cur':>5} {'orc':>5} {'int8 MIA':>8} {'int8 exp':>8}")
     g = lambda v, w, d: f"{float('nan') if v is None else v:{w}.{d}f}"  # noqa: E731
     for r in rows:
-        for t in TIERS:
-            a, q = r[t]["fp32"], r[t].get("int8")
-            lo, hi = a["accuracy_interval_points"]
-            print(f"{r['day']:10} {t:5} {a['forgotten']:3d} {a['accuracy_gap_points']:7.2f} [{lo:6.2f},{hi:6.2f}] "
-                  f"{g(a['mia_gap'], 7, 3)} {g(a['u_lira_tpr'], 6, 3)} {g(a['challenge_quality'], 7, 3)} "
-                  f"{g(a['median_epsilon'], 7, 2)} {g(a['diff_auc'], 5, 2)} {g(a['diff_auc_exact'], 5, 2)} "
-                  f"{g(a['relearn_gap_bits'], 7, 2)} {g(a['exposure']['current'], 7, 2)} "
-                  f"{g(a['exposure']['oracle'], 5, 2)} {g(q and q['mia_gap'], 8, 3)} "
-                  f"{g(q and q['exposure']['current'], 8, 2)}")
+        a, q, x = r["fast"]["fp32"], r["fast"]["int8"], r["exact"]["fp32"]
+        lo, hi = a["accuracy_interval_points"]
+        e = a["exposure"]
+        print(f"{r['day']:10} {a['forgotten']:3d} {a['accuracy_gap_points']:7.2f} [{lo:6.2f},{hi:6.2f}] "
+              f"{g(a['mia_gap'], 7, 3)} {g(a['u_lira_tpr'], 6, 3)} {g(x['u_lira_tpr'], 5, 3)} "
+              f"{g(a['challenge_quality'], 7, 3)} {g(x['challenge_quality'], 5, 3)} {g(a['median_epsilon'], 7, 2)} "
+              f"{g(a['diff_auc'], 5, 2)} {g(a['diff_auc_exact'], 5, 2)} {g(a['relearn_gap_bits'], 7, 2)} "
+              f"{g(e['before'], 7, 2)} {g(e['current'], 5, 2)} {g(e['oracle'], 5, 2)} {g(q['mia_gap'], 8, 3)} "
+              f"{g(q['exposure']['current'], 8, 2)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,15 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--canary-repeats", type=int, default=8, help="times the canary is said on its day (default 8)")
     ap.add_argument("--lag", type=int, default=None, help="forget each day N days after it was said, on a device "
                                                          "whose history ends there (default: at the end)")
+    ap.add_argument("--repair-steps", type=int, default=None, help="the fast tier repairs this many steps "
+                                                                  "instead of its budget (the trade-off)")
     ap.add_argument("--unseen", type=int, default=500, help="held-out utterances (default 500)")
     ap.add_argument("--candidates", type=int, default=0, help="canary candidates (default 0: all 10^5 - 1)")
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    ap.add_argument("--ray", action="store_true", help="train the populations on a local Ray instance (--workers CPUs)")
+    ap.add_argument("--ray-address", default=None, metavar="ADDR", help="train them on the Ray cluster at ADDR")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = VerifyConfig(attacks=ATTACKS, models=args.models, horizon=args.horizon, unseen=args.unseen,
                        canary_candidates=args.candidates, workers=args.workers)
-    executor = local(args.workers)
-    unseen = heldout(args.seed + 1000, args.unseen, args.source)
+    executor = make_executor(ray=args.ray, address=args.ray_address, workers=args.workers)
+    unseen = heldout(args.seed, args.unseen, args.source)  # the persona's own held-out utterances, never in its log
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-attacks-") as tmp:
         work = Path(tmp)
@@ -185,18 +207,14 @@ def main(argv: list[str] | None = None) -> int:
                   lag=args.lag, source=args.source)
             if args.lag is not None:
                 api.export(planted, "onnx,onnx-int8")
-            row, oracle = {"day": day}, None
-            for tier in TIERS:
-                dev = work / tier
-                shutil.copytree(planted, dev)
-                row[tier], oracle = forget_and_attack(dev, day, tier, secret, unseen, cfg, executor, oracle)
-                shutil.rmtree(dev)
+            row = {"day": day, **forget_and_attack(planted, day, secret, unseen, cfg, executor, args.repair_steps)}
             shutil.rmtree(planted)
             row["wall_s"] = time.perf_counter() - t
             rows.append(row)
             print(f"{day}: {row['wall_s']:.0f} s", file=sys.stderr)
             if args.json:  # after every day: a long run interrupted keeps what it measured
                 write_json(args, rows, args.json)
+    executor.shutdown()  # stops a local Ray instance
     print_rows(rows)
     summary = summarize(rows)
     print(json.dumps({k: summary[k] for k in ("mean_abs_accuracy_gap_points", "targets")}, indent=1))

@@ -8,8 +8,10 @@ one picklable argument, with no shared state: it reads only its argument (and fi
 draws every random choice from a seed the argument carries, pins nothing global it does not reset, and
 returns a picklable result. Such a task gives the same result wherever it runs, so results do not depend on
 the executor or the number of workers (DESIGN invariant 2 extends to parallel runs). The attacks are
-written against `Executor` only; a distributed engine (a Ray executor, issue 21) implements the same
-`map` and slots in without touching them.
+written against `Executor` only; a distributed engine implements the same `map` and slots in without touching
+them: core/ray_executor.py runs the same tasks on Ray (the optional `[fleet]` extra), and its `make_executor`
+picks one from the command line's choices (--workers, --ray, --ray-address). Every executor is a context
+manager: `with make_executor(...) as ex:` releases what it started (a local Ray instance) on the way out.
 
 A task that raises stops the map: the exception of the first failing item *in input order* propagates,
 with its type kept (so a BadInput still exits 2) and a note naming the item's index and value.
@@ -44,7 +46,20 @@ def _noted(e: BaseException, index: int, item: Any) -> BaseException:
     return e
 
 
-class SerialExecutor:
+class _Released:
+    """`shutdown()` and the context manager of every executor; these start nothing that outlives a map."""
+
+    def shutdown(self) -> None:
+        """Nothing to release: a process pool lives for one map only."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+
+class SerialExecutor(_Released):
     """Every task in this process, one after another: for tests, debugging and one-core machines.
 
     >>> SerialExecutor().map(abs, [-2, 3, -5])
@@ -63,7 +78,7 @@ class SerialExecutor:
 
 def one_thread_worker() -> None:
     """Worker initializer: one BLAS and one torch thread per task. Workers run side by side, so extra
-    threads only contend, and one thread gives the same floating-point results on every machine
+    threads only contend, and one thread gives the same floating-point results on every run on one kind of CPU
     (core/threads.py). Torch is pinned only where it is installed."""
     for var in THREAD_VARS:
         os.environ[var] = "1"
@@ -73,7 +88,7 @@ def one_thread_worker() -> None:
         torch.set_num_threads(1)
 
 
-class ProcessExecutor:
+class ProcessExecutor(_Released):
     """A local process pool of `workers` processes (concurrent.futures), started with `context` ('spawn' or
     'forkserver': a fresh interpreter, nothing inherited but the arguments), one torch thread per task.
 
@@ -120,3 +135,4 @@ def local(workers: int | None = None) -> Executor:
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return SerialExecutor() if workers == 1 else ProcessExecutor(workers)
+

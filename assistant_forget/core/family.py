@@ -6,8 +6,9 @@ day on the assistant), fingerprints a key's data, repairs after a subtraction, s
 membership attacks, and publishes an export for the app. The timeline, the ledger, the journal, every
 forgetting method, the receipts and the crash safety are written against this protocol only.
 
-Two families ship: the assistant's intent + next-word transformer (families/assistant/) and any
-`torch.nn.Module` with a keyed dataset and a loss (families/module.py).
+Three families ship: the assistant's intent + next-word transformer (families/assistant/), any local
+Hugging Face causal LM with per-day LoRA adapters (families/hf_lm/), and any `torch.nn.Module` with a keyed
+dataset and a loss (families/module.py).
 """
 
 from __future__ import annotations

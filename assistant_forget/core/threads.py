@@ -9,7 +9,8 @@ from typing import Iterator
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Run torch on one thread: the model is tiny, extra threads only contend (10x slower on a busy
-    2-core machine), and one thread gives the same floating-point results on every machine."""
+    2-core machine), and one thread gives the same floating-point results on every run on one machine
+    (another kind of CPU may round differently: tests/sim/test_versions.py)."""
     import torch
 
     before = torch.get_num_threads()

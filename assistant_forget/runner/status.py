@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..device import receipts, tombstones
 from ..device.device import JOURNAL, MAINTAIN_JOURNAL, Device
+from ..device.family_record import read_family
 from ..core.ledger import Ledger
 from ..export.publish import current_version
 from ..device.store import LogStore
@@ -14,6 +15,7 @@ from ..device.store import LogStore
 def device_status(root: Path) -> dict:
     """Utterances per local day, the model version and trained days, the export, and pending work."""
     dev = Device.open(root)
+    family, settings = read_family(dev.root)
     tomb = tombstones.load(dev.root)
     with LogStore(dev.store_path, readonly=True) as store:
         days, restored = store.day_counts(), tomb.restored(store)
@@ -26,7 +28,8 @@ def device_status(root: Path) -> dict:
     problems += ([f"{sum(map(len, restored.values()))} log row(s) on forgotten days came back (a restored log); "
                   "the next writing command deletes them again"] if restored else [])
     return {
-        "device": str(dev.root), "seed": dev.seed,
+        "device": str(dev.root), "seed": dev.seed, "family": family,
+        **({"base_model": settings["base_model"]} if "base_model" in settings else {}),
         "utterances": sum(days.values()), "days": days,
         "model_version": m.version or "base", "trained_days": len(trained),
         "last_trained_day": max(trained, default=None),
@@ -43,7 +46,8 @@ def device_status(root: Path) -> dict:
 
 def format_status(st: dict) -> str:
     """Human-readable form of `device_status`."""
-    lines = [f"device       {st['device']} (seed {st['seed']})",
+    lines = [f"device       {st['device']} (seed {st['seed']})"
+             + (f", family {st['family']} on {st['base_model']}" if st.get("base_model") else ""),
              f"utterances   {st['utterances']} over {len(st['days'])} local days",
              f"model        {st['model_version']} ({st['state']}), {st['trained_days']} trained days"
              + (f", last {st['last_trained_day']}" if st["last_trained_day"] else ""),

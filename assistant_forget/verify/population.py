@@ -18,9 +18,11 @@ after `horizon` days, a cheap approximation of the device's full history, like L
 
 Each member is one pure task (`member`, core/executor.py): its argument names the device's log (opened
 read-only), the start state and the member's own ledger directory, and carries the forgotten rows (memory
-only: a process pool passes them through a pipe). The ledgers live in a work directory inside the device
-directory (device/workdir.py), removed when `population` returns, by the next recovery if it dies, and by
-any forget. Statistic: minus the mean next-token NLL of each forgotten utterance (where memorisation shows).
+only: a process pool passes them through a pipe; Ray passes arguments through its object store, shared
+memory that it spills to disk under memory pressure, so a Ray run belongs where the forgotten texts may
+be, a benchmark or a research cluster, not a device's own forget). The ledgers live in a work directory
+inside the device directory (device/workdir.py), removed when `population` returns, by the next recovery if
+it dies, and by any forget. Statistic: minus the mean next-token NLL of each forgotten utterance (where memorisation shows).
 """
 
 from __future__ import annotations

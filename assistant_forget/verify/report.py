@@ -152,20 +152,32 @@ def plot_per_example(ver: Verification, summary: dict) -> bytes:
 
 
 def plot_exposure(summary: dict) -> bytes:
-    """The exposure buckets of the canary's format, the secrets each holds, the current model's highlighted."""
+    """The exposure buckets of the canary's format and the secrets each holds, with the bucket of the model
+    before the forget, after it, and after the relearning attack (when it ran) marked; buckets only."""
     from matplotlib.figure import Figure
 
     e = summary["exposure"]
     edges = bucket_edges(e["space"])
     labels, shares = bucket_labels(edges), bucket_shares(e["space"], edges)
-    fig = Figure(figsize=(5.6, 3.4))
+    rl = summary.get("relearn") or {}
+    marks = [("before", e.get("bucket_before"), "tab:gray"), ("after", e["bucket"], "tab:red")]
+    if rl.get("bucket_after_attack") in labels:
+        marks.append(("after relearning", rl["bucket_after_attack"], "tab:purple"))
+    fig = Figure(figsize=(5.6, 3.6))
     ax = fig.add_subplot(1, 1, 1)
     ax.bar(np.arange(len(labels)), shares, color=["tab:red" if b == e["bucket"] else "0.75" for b in labels])
+    for k, (name, bucket, colour) in enumerate(marks):
+        if bucket in labels:
+            x = labels.index(bucket)
+            ax.annotate(name, (x, shares[x]), xytext=(0, 6 + 11 * k), textcoords="offset points", ha="center",
+                        fontsize=8, color=colour)
     ax.set_xticks(np.arange(len(labels)), labels)
-    ax.set(xlabel="exposure after the forget (bits)", ylabel="secrets of the format in the bucket",
+    ax.set_ylim(0, max(shares) * 1.35)
+    ax.set(xlabel=f"exposure ({summary.get('weights', 'onnx')} weights, bits)", ylabel="secrets of the format in the bucket",
            title=f"canary after the forget: {e['bucket'] or 'not measured'}, among {e['candidates']:,} secrets\n"
                  f"vs oracle + {e['threshold_bits']:g} bit: {_yes(e['passed'], 'pass', 'FAIL')}; memorised before "
-                 f"(>= oracle + {e['memorised_bits']:g} bits): {_yes(e['memorised_before'])}")
+                 f"(>= oracle + {e['memorised_bits']:g} bits): {_yes(e['memorised_before'])}"
+                 + (f"; after relearning: {_yes(rl.get('passed'), 'pass', 'FAIL')}" if rl else ""))
     ax.title.set_fontsize(9)
     return _png(fig)
 

@@ -42,7 +42,8 @@ Two summaries come out of a verification (`Verification`):
            the canary's rank exposure and skew-normal estimate per model included: for benchmarks.
   summary  (`.summary`, format 2) what is stored (receipts, verification.json), printed and plotted:
            `public_summary(exact)`. No figure from which a forgotten text can be rebuilt:
-    - canary exposure only as {"candidates", "space", "bucket" (the current model's, coarse:
+    - canary exposure only as {"candidates", "space", "bucket" (the current model's; "bucket_before" the
+      model's before the forget; coarse:
       EXPOSURE_EDGES bits, chosen per format so that every bucket holds >= MIN_SHARED of its secrets:
       at 10^5 secrets "< 1 bit" 50,000, "1-2 bits" 25,000, "2-4 bits" 18,750, ">= 4 bits" 6,250),
       "passed" (current <= oracle + Thresholds.exposure_gap_bits), "threshold_bits", "memorised_before"
@@ -519,6 +520,7 @@ def public_exposure(e: dict | None, threshold: float) -> dict | None:
     cur, orc, bef = bits.get("current"), bits.get("oracle"), bits.get("before")
     space = e.get("space") or e["candidates"] + 1  # a format-1 summary did not name it: the ranked ones
     return {"candidates": e["candidates"], "space": space, "bucket": exposure_bucket(cur, bucket_edges(space)),
+            "bucket_before": exposure_bucket(bef, bucket_edges(space)),
             "passed": None if cur is None or orc is None else exposure_passed(cur, orc, threshold),
             "threshold_bits": threshold,
             "memorised_before": None if bef is None or orc is None else bef >= orc + MEMORISED_BITS - EPS,
@@ -594,6 +596,9 @@ def public_relearn(r: dict, shown: bool) -> dict:
     """The stored form of the relearning attack's figures: losses over the forgotten set coarse (withheld
     below MIN_SET), no exposure in bits (it would rank the canary), its pass / fail kept."""
     out = {k: v for k, v in r.items() if k not in RELEARN_BITS and k != "models"}
+    after = ((r.get("models") or {}).get("current") or {}).get("exposure_after")
+    if after is not None and r.get("candidates"):
+        out["bucket_after_attack"] = exposure_bucket(after, bucket_edges(r["candidates"] + 1))
     for k in ("loss_gap_after", "loss_recovered", "recovered_fraction"):
         out[k] = _coarse(r.get(k), shown)
     out["models"] = {m: {k: _coarse(v, shown) for k, v in f.items() if k not in RELEARN_BITS}

@@ -39,7 +39,8 @@ DAYS, SEED = 5, 3
 CANARY = "my bank pin is 4 8 1 9 3"
 CANDIDATES = 300
 FAST = VerifyConfig(retained=200, unseen=200, canary_candidates=CANDIDATES)
-PUBLIC_EXPOSURE = {"candidates", "space", "bucket", "passed", "threshold_bits", "memorised_before", "memorised_bits"}
+PUBLIC_EXPOSURE = {"candidates", "space", "bucket", "bucket_before", "passed", "threshold_bits", "memorised_before",
+                   "memorised_bits"}
 
 
 @pytest.fixture(scope="module")

@@ -116,10 +116,25 @@ class LocalLM:
     checksums: dict[str, str]
 
 
-def load_local(root: Path | str, attn_implementation: str = "sdpa") -> LocalLM:
-    """Check, verify and load the model directory `root` offline (see the module docstring)."""
+def check_pinned(root: Path, sums: dict[str, str], pinned: dict[str, str]) -> None:
+    """CorruptFile naming the first file of `root` whose checksum is not the one `pinned` (what a device
+    recorded when it was created) lists: the model directory changed since."""
+    for name in sorted(set(pinned) | set(sums)):
+        if sums.get(name) != pinned.get(name):
+            how = ("missing" if name not in sums else "not there when the device was created" if name not in pinned
+                   else "changed since the device was created (checksum mismatch)")
+            raise CorruptFile(f"{root / name}: {how}; the device is pinned to the model directory as it was: "
+                              "restore it (nothing was changed)")
+
+
+def load_local(root: Path | str, attn_implementation: str = "sdpa",
+               pinned: dict[str, str] | None = None) -> LocalLM:
+    """Check, verify and load the model directory `root` offline (see the module docstring); with `pinned`,
+    its files must also have exactly those checksums (check_pinned)."""
     root = check_dir(root)
     sums = verify_checksums(root)
+    if pinned is not None:
+        check_pinned(root, sums, pinned)
     go_offline()
     import torch
     import transformers

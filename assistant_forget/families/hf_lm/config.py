@@ -83,3 +83,11 @@ def fingerprint(lora: LoraSettings, train: LMTrainConfig) -> str:
     kept = {**{f"lora.{k}": v for k, v in asdict(lora).items()},
             **{k: v for k, v in asdict(train).items() if not k.startswith("repair_")}}
     return hashlib.sha256(repr(sorted(kept.items())).encode()).hexdigest()[:12]
+
+
+def model_id(base_digest: str, lora: LoraSettings, train: LMTrainConfig, attn_implementation: str) -> str:
+    """The family's model id: the base's digest (checkpoint.digest of its checksums) and every setting a delta
+    depends on. The ledger records it, so a changed base or setting is refused before anything changes;
+    torch-free, so `forget --dry-run` finds the ledger's manifest without loading the model."""
+    settings = fingerprint(lora, train) + attn_implementation
+    return f"hflm-{base_digest[:12]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
+import shutil
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,11 +30,12 @@ import torch.nn as nn
 
 from ...core.errors import BadInput
 from ...core.fitting import fit, minibatches, sample
+from ...core.fsio import atomic_write_bytes
 from ...core.tensorfile import tensors_to_bytes
 from ...device.clinc import load_clinc
 from .checkpoint import LocalLM, digest, load_local
-from .config import LMTrainConfig, LoraSettings, fingerprint
-from .publish import check_formats, publish_adapter
+from .config import LMTrainConfig, LoraSettings, model_id
+from .publish import ADAPTER_CONFIG, ADAPTER_FILE, ONNX_ADAPTER, check_formats, publish_adapter
 from .text import lm_loss, text_losses
 
 ATTENTION = ("sdpa", "eager")  # attention kernels the family accepts (part of the model id: they round apart)
@@ -95,13 +97,17 @@ def with_adapters(local: LocalLM, lora: LoraSettings) -> nn.Module:
 
 
 class HFCausalLMFamily:
-    """A local Hugging Face causal LM with per-day LoRA adapters as a model family (core/family.py)."""
+    """A local Hugging Face causal LM with per-day LoRA adapters as a model family (core/family.py).
+
+    `pinned`: the checksums the model directory's files must have (what a device recorded at its creation,
+    record.py); a directory that differs is a CorruptFile before the model is loaded."""
 
     name = "hf-causal-lm"
     reads = "log"  # the device data it trains on: the utterance log (runner/session.py opens it)
 
     def __init__(self, store=None, model_dir: Path | str | None = None, lora: LoraSettings | None = None,
-                 train: LMTrainConfig | None = None, attn_implementation: str = "sdpa") -> None:
+                 train: LMTrainConfig | None = None, attn_implementation: str = "sdpa",
+                 pinned: dict[str, str] | None = None) -> None:
         if lora is not None and not isinstance(lora, LoraSettings):
             raise BadInput(f"lora must be a LoraSettings(rank, alpha, target_modules), got {type(lora).__name__}")
         if train is not None and not isinstance(train, LMTrainConfig):
@@ -110,14 +116,14 @@ class HFCausalLMFamily:
             raise BadInput(f"attn_implementation must be one of {ATTENTION}, got {attn_implementation!r}")
         self.store = store
         self.lora, self.cfg = lora or LoraSettings(), train or LMTrainConfig()
-        local = load_local(shipped_model_dir() if model_dir is None else model_dir, attn_implementation)
+        local = load_local(shipped_model_dir() if model_dir is None else model_dir, attn_implementation, pinned)
         self.root, self.tokenizer, self.checksums = local.root, local.tokenizer, local.checksums
         self._initial = with_adapters(local, self.lora)
         self.checkpoint_every, self.delta_dtype = self.cfg.checkpoint_every, self.cfg.delta_dtype
         self.min_repair_steps = self.cfg.repair_steps
-        settings = fingerprint(self.lora, self.cfg) + attn_implementation
-        self.model_id = f"hflm-{digest(self.checksums)[:12]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+        self.model_id = model_id(digest(self.checksums), self.lora, self.cfg, attn_implementation)
         self._public: list[str] | None = None
+        self._graph_memo: dict = {}  # the base graph this process exported (shared by every bound copy)
 
     def bind(self, store) -> "HFCausalLMFamily":
         """This family reading its utterances from `store` (a LogStore, or a view of one); the base is shared."""
@@ -194,12 +200,60 @@ class HFCausalLMFamily:
         return self.bind(_Window(self.store, first, last))
 
     def publish(self, root: Path, model: nn.Module, state: str, formats: Sequence[str] | None = None) -> str:
-        """Write the adapter (PEFT's safetensors + config) as the device's live export; its version."""
+        """Write the adapter (ONNX Runtime's .onnx_adapter, PEFT's safetensors + config) as the device's live
+        export, the base graph first if the device has none yet (base_graph); its version."""
         from peft import get_peft_model_state_dict
 
+        from ...export.lm_onnx import adapter_bytes
+
         check_formats(formats)
-        adapter = tensors_to_bytes(get_peft_model_state_dict(model))
-        return publish_adapter(root, adapter, self.adapter_config(model), state, self.model_id)
+        state_dict = get_peft_model_state_dict(model)
+        lm = self.base_graph(Path(root))
+        files = {ADAPTER_FILE: tensors_to_bytes(state_dict), ADAPTER_CONFIG: self.adapter_config(model),
+                 ONNX_ADAPTER: adapter_bytes({k: v.detach().float().numpy() for k, v in state_dict.items()})}
+        return publish_adapter(root, files, state, self.model_id, lm)
+
+    def base_graph(self, root: Path) -> dict:
+        """DIR/cache/lm-<model id>/: the base graph for ONNX Runtime (export/lm_onnx.py) and the tokenizer,
+        written when missing or changed, else kept; the export manifest's `lm` entry. graph.json (sealed)
+        records the graph's SHA-256, size and mtime: a graph whose size or mtime moved is hashed again and
+        re-exported if it differs. Within a process one export serves every device of this family (copied)."""
+        from peft import get_peft_model_state_dict
+
+        from ...core.fsio import sealed_json_bytes, sha256_file, unseal_json
+        from ...export.lm_onnx import export_base
+        from ...export.publish import CACHE
+
+        folder = root / CACHE / f"lm-{self.model_id}"
+        graph, tok, rec = folder / "model.onnx", folder / "tokenizer.json", folder / "graph.json"
+        tok_bytes = self.tokenizer.backend_tokenizer.to_str().encode()
+        eos = self.tokenizer.eos_token_id
+        bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else eos
+        try:
+            known = {k: unseal_json(rec.read_bytes())[k] for k in ("graph_sha256", "size", "mtime_ns")}
+            st = graph.stat()
+            if (known["size"], known["mtime_ns"]) != (st.st_size, st.st_mtime_ns) and sha256_file(graph) != known["graph_sha256"]:
+                known = None
+        except (OSError, ValueError, KeyError, TypeError):
+            known = None
+        if known is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            made, want = self._graph_memo.get("path"), self._graph_memo.get("sha256")
+            if made is not None and Path(made).is_file() and sha256_file(made) == want:
+                shutil.copyfile(made, graph)
+            else:
+                initial = self.new_model()
+                defaults = {k: v.detach().float().numpy() for k, v in get_peft_model_state_dict(initial).items()}
+                export_base(initial, self.personal(initial), defaults, graph, [bos] + [eos] * 7)
+            st = graph.stat()
+            known = {"graph_sha256": sha256_file(graph), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            self._graph_memo.update(path=str(graph), sha256=known["graph_sha256"])
+            atomic_write_bytes(rec, sealed_json_bytes(known))
+        if not tok.is_file() or tok.read_bytes() != tok_bytes:
+            atomic_write_bytes(tok, tok_bytes)
+        return {"graph": f"{CACHE}/{folder.name}/{graph.name}", "graph_sha256": known["graph_sha256"],
+                "tokenizer": f"{CACHE}/{folder.name}/{tok.name}", "tokenizer_sha256": hashlib.sha256(tok_bytes).hexdigest(),
+                "bos_id": bos, "eos_id": eos, "max_len": self.cfg.max_len, "runtime": "onnxruntime LoraAdapter"}
 
     def adapter_config(self, model: nn.Module) -> bytes:
         """PEFT's adapter_config.json for `model`, with the base named by its directory's name (no local path)."""

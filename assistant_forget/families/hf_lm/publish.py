@@ -3,15 +3,19 @@
 Layout, the assistant's (export/publish.py: CURRENT, one live version, a sealed export.json listing the
 SHA-256 of every file), with other files in the version directory:
 
-    DIR/exports/<version>/adapter_model.safetensors   the LoRA A/B matrices, PEFT's names and format
+    DIR/exports/<version>/adapter.onnx_adapter        the LoRA A/B matrices in ONNX Runtime's adapter format
+    DIR/exports/<version>/adapter_model.safetensors   the same matrices, PEFT's names and format
     DIR/exports/<version>/adapter_config.json         PEFT's adapter config (rank, alpha, targets)
-    DIR/exports/<version>/export.json                 format, version, state, formats, family, base, files
+    DIR/exports/<version>/export.json                 format, version, state, formats, family, base, files, lm
+    DIR/cache/lm-<model id>/model.onnx                the base graph, adapter matrices as inputs (written once)
+    DIR/cache/lm-<model id>/tokenizer.json            the base's tokenizer (`tokenizers` format)
 
 The base LM is public and never changes, so a forget rewrites only the adapter (tens of KB on the shipped LM):
-the app keeps the base and loads the adapter onto it (`peft.PeftModel.from_pretrained(base, version_dir)`).
-The version is a hash of the base's model id, the state and the adapter's bytes: the same model gives the same
-bytes, so the exact tier's export equals a never-saw device's. The ONNX base graph with ONNX Runtime's
-adapter format is the second step of issue 19 (docs/lm.md).
+the app keeps the base graph and activates the adapter on it (export/lm_runtime.py, torch-free), or loads the
+PEFT files onto the base with `peft.PeftModel.from_pretrained(base, version_dir)`. export.json's `lm` entry
+names the graph and the tokenizer (paths relative to DIR, with their SHA-256) and the special tokens. The
+version is a hash of the base's model id, the state and every file's bytes: the same model gives the same
+bytes, so the exact tier's export equals a never-saw device's.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from ...export.publish import (CURRENT, MANIFEST, MANIFEST_FORMAT, check_writabl
 
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-FORMAT = "lora-adapter"  # the export this family writes
-ACCEPTED = ("onnx", FORMAT)  # "onnx": the engine's default request, answered with the adapter until step 2
+ONNX_ADAPTER = "adapter.onnx_adapter"
+FORMAT = "lora-adapter"  # the export this family writes: the adapter, as ONNX Runtime's and PEFT's files
+ACCEPTED = ("onnx", FORMAT)  # "onnx": the engine's default request; both give the same files
 
 
 def check_formats(formats) -> tuple[str, ...]:
@@ -38,8 +43,8 @@ def check_formats(formats) -> tuple[str, ...]:
     fmts = (formats,) if isinstance(formats, str) else tuple(formats or ())
     bad = [f for f in fmts if f not in ACCEPTED]
     if bad:
-        raise BadInput(f"the hf-causal-lm family exports the LoRA adapter ({FORMAT}) only, not {bad}; "
-                       "ONNX export of an LM comes with the second step of issue 19 (docs/lm.md)")
+        raise BadInput(f"the hf-causal-lm family exports its LoRA adapter for ONNX Runtime and PEFT (--format "
+                       f"onnx), not {bad}: the base graph is written once and an adapter never quantised")
     return (FORMAT,)
 
 
@@ -57,7 +62,7 @@ def _complete(version_dir: Path) -> bool:
         return False
 
 
-def publish_adapter(device_root: Path, adapter: bytes, config: bytes, state: str, base_id: str) -> str:
+def publish_adapter(device_root: Path, files: dict[str, bytes], state: str, base_id: str, lm: dict) -> str:
     """Write the adapter as DIR/exports/<version>, make it CURRENT, delete every other version; return it.
 
     Validated first (`check_writable`: nothing written when the export cannot be), built in a temp directory
@@ -65,7 +70,8 @@ def publish_adapter(device_root: Path, adapter: bytes, config: bytes, state: str
     nothing. The caller holds the device's writer lock."""
     root = Device.open(device_root).root
     h = hashlib.sha256(f"{base_id}\x1f{state}\x1f".encode())
-    h.update(hashlib.sha256(config).digest() + hashlib.sha256(adapter).digest())
+    for name in sorted(files):
+        h.update(name.encode() + b"\x1f" + hashlib.sha256(files[name]).digest())
     version = h.hexdigest()[:16]
     check_writable(root)
     ex = exports_dir(root)
@@ -78,12 +84,12 @@ def publish_adapter(device_root: Path, adapter: bytes, config: bytes, state: str
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             try:
-                _write(tmp / ADAPTER_FILE, adapter)
-                _write(tmp / ADAPTER_CONFIG, config)
-                files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+                for name in sorted(files):
+                    _write(tmp / name, files[name])
+                sums = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
                 _write(tmp / MANIFEST, sealed_json_bytes({
                     "format": MANIFEST_FORMAT, "version": version, "state": state, "formats": [FORMAT],
-                    "family": "hf-causal-lm", "base": base_id, "files": files}))
+                    "family": "hf-causal-lm", "base": base_id, "files": sums, "lm": lm}))
                 fsync_dir(tmp)
                 if final.exists():  # an incomplete copy: swapped out in one step where the system can
                     if not exchange_dirs(tmp, final):
