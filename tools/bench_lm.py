@@ -1,0 +1,140 @@
+"""Costs of the hf-causal-lm family (issue 19): the shipped LM, and a model of SmolLM2-135M's shape.
+
+    nice -n 10 .venv/bin/python tools/bench_lm.py tiny --days 30      # fast vs exact vs retrain on models/lm-tiny
+    nice -n 10 .venv/bin/python tools/bench_lm.py smol --rank 8       # SmolLM2-135M's shape, RANDOM weights
+
+`tiny`: a persona's DAYS days on a new device of models/lm-tiny (defaults: rank 4 on q/v), every day trained;
+then the middle day is forgotten three ways, each on its own copy of the device, timed end to end in-process:
+fast (subtract + repair, publish), exact (rewind to a checkpoint, replay, publish) and retrain (from the initial
+adapters, every retained day). `smol`: a Llama with SmolLM2-135M's config (hidden 576, 30 layers, 9 heads, 3 KV
+heads, MLP 1536, vocabulary 49152, tied embeddings) and RANDOM weights (timing only; the shipped tokenizer is
+used, so only its first 1,024 ids occur), saved as safetensors in a temp directory; one day of 40 utterances
+trained, the ledger bytes per day, the publish of a forget (adapter only: the base graph is exported once,
+timed apart), an exact replay of one day, and the peak RSS. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tiny(days: int, rank: int) -> dict:
+    from assistant_forget import api
+    from assistant_forget.runner import forget as forgetting
+    from assistant_forget.runner.selector import Selector
+    from devkit import make_device, persona_log
+
+    work = Path(tempfile.mkdtemp(prefix="bench-lm-"))
+    try:
+        root = work / "phone"
+        api.init(root, 0, "hf-causal-lm", None, {"rank": rank})
+        records = persona_log(days=days, seed=7, mean=40.0)
+        t0 = time.perf_counter()
+        make_device(root, records)
+        train_s = time.perf_counter() - t0
+        day = sorted({r["timestamp"][:10] for r in records})[days // 2]
+        out = {"days": days, "utterances": len(records), "train_all_s": round(train_s, 2)}
+        for mode in ("fast", "exact", "retrain"):
+            copy = work / mode
+            shutil.copytree(root, copy)
+            with api.session(copy) as eng:
+                t0 = time.perf_counter()
+                forgetting.forget(eng, Selector.parse(date_=day), mode)
+                out[f"{mode}_s"] = round(time.perf_counter() - t0, 3)
+        out["ledger_bytes"] = api.status(root)["ledger_bytes"]
+        out["exact_over_fast"] = round(out["exact_s"] / out["fast_s"], 1)
+        out["retrain_over_fast"] = round(out["retrain_s"] / out["fast_s"], 1)
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def smol(rank: int, targets: tuple[str, ...]) -> dict:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from assistant_forget import api
+    from assistant_forget.families.hf_lm.family import shipped_model_dir
+    from assistant_forget.runner import forget as forgetting
+    from assistant_forget.runner.selector import Selector
+    from devkit import make_device, persona_log
+
+    work = Path(tempfile.mkdtemp(prefix="bench-smol-"))
+    try:
+        base = work / "smol-shape"
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                          num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
+                          tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+        LlamaForCausalLM(cfg).save_pretrained(base, safe_serialization=True)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(shipped_model_dir() / f, base / f)
+        root = work / "phone"
+        api.init(root, 0, "hf-causal-lm", base, {"rank": rank, "target_modules": targets}, {"epochs": 1})
+        records = persona_log(days=2, seed=7, mean=40.0)
+        t0 = time.perf_counter()
+        make_device(root, records, train=False)
+        with api.session(root) as eng:
+            days = eng.days_with_data()
+            t0 = time.perf_counter()
+            eng.sync(days[0])
+            day1 = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            eng.publish()
+            first_publish = time.perf_counter() - t0  # the base graph's one-time export included
+            eng.sync(days[1])
+            ledger = api.status(root)["ledger_bytes"]
+            t0 = time.perf_counter()
+            forgetting.forget(eng, Selector.parse(date_=days[1]), "fast")
+            fast = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            eng.publish()
+            publish = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            forgetting.maintain(eng)
+            exact = time.perf_counter() - t0
+        return {"shape": "SmolLM2-135M, random weights", "params": sum(p.numel() for p in
+                LlamaForCausalLM(cfg).parameters()), "rank": rank, "targets": list(targets), "epochs": 1,
+                "utterances_day1": sum(1 for r in records if r["timestamp"][:10] == days[0]),
+                "train_day_s": round(day1, 2), "first_publish_with_base_graph_s": round(first_publish, 2),
+                "ledger_bytes_2_days": ledger, "fast_forget_s": round(fast, 2), "publish_adapter_s": round(publish, 3),
+                "exact_pass_s": round(exact, 2), "peak_rss_mb": round(peak_mb())}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("which", choices=("tiny", "smol"))
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--targets", default="q_proj,v_proj")
+    a = p.parse_args()
+    torch_threads = 1
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    if a.which == "tiny":
+        res = tiny(a.days, a.rank or 4)
+    else:
+        res = smol(a.rank or 8, tuple(a.targets.split(",")))
+    res["peak_rss_mb"] = round(peak_mb())
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
