@@ -7,13 +7,18 @@ import argparse
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    from .simulate import add_arguments
+    from .__main__ import _configure_run
 
-    add_arguments(p)
+    _configure_run(p)  # the options of `python -m device_sim run`, --family included
 
 
 def _run(args: argparse.Namespace) -> int:
     from assistant_forget.cli import progress_bar
+
+    if args.family == "hf-causal-lm":
+        from .__main__ import _run_lm
+
+        return _run_lm(args)
 
     from .report import format_summary
     from .simulate import config_from_args, run
