@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml
 demo: bootstrap
 	$(BIN)/python -m device_sim run --days 30 --seed 7 --device devices/demo --fresh
 
+# Two workers (one per core); a test file runs whole on one worker, and the files that start Ray share one
+# worker (tests/conftest.py), so module fixtures are built once and two Ray clusters never compete.
 test: bootstrap
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) devices

@@ -62,6 +62,7 @@ class AuditSpec:
     forget_every: int
     retention: int
     attacks: str | None  # --attacks, as api.verify takes it (None: its default)
+    forgets: int = 0  # the forgets its fleet run made (fleet.json): a scheduling hint only (`audit_cost`)
 
     def __repr__(self) -> str:  # an executor names a failing item
         return f"AuditSpec(index={self.index}, device={self.device})"
@@ -79,7 +80,8 @@ def audit_specs(fleet: Path, out: Path, attacks: str | None = None) -> list[Audi
         rows = report["rows"]
         specs = [AuditSpec(int(r["index"]), str(r["device"]), str(Path(fleet) / "devices" / r["device"]),
                            str(Path(out) / "reports" / r["device"]), int(r["seed"]), int(r["days"]), str(r["start"]),
-                           float(r["mean"]), int(r["forget_every"]), int(r["retention"]), attacks) for r in rows]
+                           float(r["mean"]), int(r["forget_every"]), int(r["retention"]), attacks,
+                           len(r.get("forgets") or ())) for r in rows]
     except FileNotFoundError:
         raise BadInput(f"{fleet} is not a fleet directory (no fleet.json): give the --out of "
                        "`python -m device_sim fleet`") from None
@@ -89,6 +91,12 @@ def audit_specs(fleet: Path, out: Path, attacks: str | None = None) -> list[Audi
     if not specs or any("/" in s.device or s.device in ("", ".", "..") for s in specs):
         raise BadInput(f"{path} lists no devices, or a device name that is not a directory name")
     return specs
+
+
+def audit_cost(spec: AuditSpec) -> float:
+    """The expected work of auditing one device, to submit the longest first: each forget it made is verified
+    against an oracle that trains on the device's utterances (≈ days × mean), and the replay reads them too."""
+    return (1 + spec.forgets) * spec.days * spec.mean
 
 
 # -- what each device should have forgotten ----------------------------------------------------------
@@ -392,13 +400,11 @@ def run_audit(out: Path, specs: list[AuditSpec], executor, task=None) -> dict:
     With a Ray executor each row names the node its device was audited on. `task`: the per-device task,
     `audit_device` (default) or a picklable wrapper of it (a fault-injection test kills a worker in one)."""
     task = audit_device if task is None else task
+    from assistant_forget.core.executor import map_rows
     from assistant_forget.core.fsio import atomic_write_bytes
 
     t = time.perf_counter()
-    if hasattr(executor, "map_with_nodes"):
-        rows = [{**r, "node": node} for r, node in executor.map_with_nodes(task, specs)]
-    else:
-        rows = executor.map(task, specs)
+    rows = map_rows(executor, task, specs, cost=audit_cost)
     wall = time.perf_counter() - t
     name = repr(executor) if type(executor).__repr__ is not object.__repr__ else type(executor).__name__
     report = {"format": FORMAT, "executor": name, "wall_s": round(wall, 2), "attacks": specs[0].attacks if specs else None,

@@ -183,14 +183,11 @@ def run_fleet(out: Path, specs: list[DeviceSpec], executor) -> dict:
     report. With a Ray executor each row names the node its device ran on."""
     import time
 
+    from assistant_forget.core.executor import map_rows
     from assistant_forget.core.fsio import atomic_write_bytes
 
     t = time.perf_counter()
-    if hasattr(executor, "map_with_nodes"):
-        placed = executor.map_with_nodes(live, specs)
-        rows = [{**r, "node": node} for r, node in placed]
-    else:
-        rows = executor.map(live, specs)
+    rows = map_rows(executor, live, specs, cost=lambda s: s.days * s.mean)  # a device-day's work ~ its utterances
     wall = time.perf_counter() - t
     name = repr(executor) if type(executor).__repr__ is not object.__repr__ else type(executor).__name__
     report = {"format": FORMAT, "executor": name, "wall_s": round(wall, 2),

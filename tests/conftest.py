@@ -16,6 +16,18 @@ from assistant_forget.families.assistant.model import AssistantModel, ModelConfi
 from devkit import TINY_VOCAB
 
 
+RAY_FILES = ("test_ray_executor.py", "test_fleet_audit.py", "test_fleet.py")  # they start local Ray clusters
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's `--dist loadgroup` (`make test`): each test file is one group, so its module
+    fixtures are built once, and the files that start Ray are one group, so two clusters never share the
+    2 cores (their timeouts and worker-kill tests assume the machine). Without xdist the mark does nothing."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_FILES else str(item.path)))
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Run a test with one torch thread (small models gain nothing from more; the machine is shared)."""

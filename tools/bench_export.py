@@ -43,12 +43,12 @@ from assistant_forget.export.runtime import Runtime, load_current
 from assistant_forget.families.assistant.base import load_base
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = {  # name -> quantize_dynamic arguments (weight type, per channel, op types); None: export_onnx_int8
-    "QInt8 per channel, MatMul (shipped)": None,
-    "QInt8 per channel, MatMul + Gather": ("QInt8", True, ["MatMul", "Gather"]),
-    "QInt8 per tensor, MatMul": ("QInt8", False, ["MatMul"]),
-    "QUInt8 per channel, MatMul": ("QUInt8", True, ["MatMul"]),
-    "QUInt8 per channel, MatMul + Gather": ("QUInt8", True, ["MatMul", "Gather"]),
+SETTINGS = {  # name -> quantize_dynamic arguments (weight type, per channel, op types, 7-bit weights);
+    "QUInt8 per channel, MatMul (shipped)": None,  # None: export_onnx_int8
+    "QUInt8 per channel, MatMul + Gather": ("QUInt8", True, ["MatMul", "Gather"], False),
+    "QInt8 per channel, MatMul": ("QInt8", True, ["MatMul"], False),
+    "QInt8 per channel, MatMul, 7-bit weights": ("QInt8", True, ["MatMul"], True),
+    "QInt8 per tensor, MatMul": ("QInt8", False, ["MatMul"], False),
 }
 PUBLISH = r"""
 import sys, time, torch
@@ -138,9 +138,9 @@ def compare_settings(fp32, live: Path, tokenizer: bytes, work: Path) -> dict:
         path = live / INT8_FILE
         if setting is not None:
             path = work / f"setting{i}.onnx"
-            kind, per_channel, ops = setting
+            kind, per_channel, ops, reduce_range = setting
             quantize_dynamic(live / ONNX_FILE, path, weight_type=getattr(QuantType, kind), per_channel=per_channel,
-                             op_types_to_quantize=ops)
+                             op_types_to_quantize=ops, reduce_range=reduce_range)
         rt = Runtime(path.read_bytes(), tokenizer)
         out[name] = {"bytes": path.stat().st_size, "agreement": agreement(fp32, rt)["agreement"],
                      "speedup_median": latency(fp32, rt, 1)["speedup_median"]}

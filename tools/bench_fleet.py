@@ -6,7 +6,10 @@ oracles: 2K real training tasks, each training 1 + H days of the assistant model
 day) is trained through each executor in turn, in one run: SerialExecutor (this process), ProcessExecutor
 (W spawned processes) and RayExecutor (a local Ray instance of W CPUs, or a cluster with --ray-address).
 Prints, side by side, the seconds of each map, its speedup over serial, and the SHA-256 of the statistics
-it produced: the three must be identical bit for bit (the tasks are pure; core/executor.py).
+it produced: the three must be identical bit for bit (the tasks are pure; core/executor.py). Two more
+workloads, each through the same executors: `--shadows K` trains the LiRA shadows of the same forget (2K
+tasks, oracle.shadow_stats, what verify and tools/bench_quality.py train), and `--audit-devices N` audits a
+fleet of N simulated devices (device_sim/audit.py, one task per device).
 
 Ray's start (ray.init, once per process) is timed apart from the map: a fleet run pays it once.
 
@@ -14,6 +17,7 @@ Ray's start (ray.init, once per process) is timed apart from the map: a fleet ru
     python tools/bench_fleet.py --models 4 --executors serial,ray
     python tools/bench_fleet.py --ray-address 127.0.0.1:6379    # an existing cluster (docs/fleet.md)
     python tools/bench_fleet.py --json fleet.json               # the figures as JSON too
+    python tools/bench_fleet.py --audit-devices 16 --shadows 8  # and a 16-device fleet audit, and LiRA's shadows
 
 Every task is measured where it runs (CPU seconds, wall seconds, the peak RSS of its process): "CPU/wall" is
 the tasks' CPU seconds over the map's wall seconds, the cores the map kept busy (at most the workers; on a
@@ -69,6 +73,20 @@ class Timed:
         return [o[0] for o in out]
 
 
+def start_executor(name: str, args) -> tuple[object, float | None]:
+    """The executor called `name` (serial, process, ray), started; and Ray's start in seconds (None for others)."""
+    if name == "serial":
+        return SerialExecutor(), None
+    if name == "process":
+        return ProcessExecutor(args.workers), None
+    from assistant_forget.core.ray_executor import RayExecutor
+
+    ex = RayExecutor(args.ray_address, num_cpus=None if args.ray_address else args.workers)
+    t = time.perf_counter()
+    ex.start()
+    return ex, time.perf_counter() - t
+
+
 def digest(pop) -> str:
     """SHA-256 of a population's statistics (both roles, float bytes): equal iff bit for bit equal."""
     h = hashlib.sha256()
@@ -94,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also audit a fleet of N devices (device_sim fleet, then `fleet audit`) through each "
                          "executor, from identical copies of the fleet (default 0: skip)")
     ap.add_argument("--audit-days", type=int, default=6, help="days each audited device lives (default 6)")
+    ap.add_argument("--shadows", type=int, default=0, metavar="K",
+                    help="also train the quality benchmark's LiRA shadows of the forget (K per side: 2K tasks, "
+                         "oracle.shadow_stats) through each executor (default 0: skip)")
     args = ap.parse_args(argv)
     chosen = [e.strip() for e in args.executors.split(",") if e.strip()]
     if not chosen or any(e not in EXECUTORS for e in chosen):
@@ -116,18 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             texts = list(dict.fromkeys(t for t, _ in only_forgotten([(u.text, u.intent) for u in rows],
                                                                     trained_texts(eng))))
             results, ray_start = [], None
+            shadows = bench_shadows(eng, before, day, rows, args, chosen) if args.shadows else None
             for name in chosen:
-                if name == "serial":
-                    ex = SerialExecutor()
-                elif name == "process":
-                    ex = ProcessExecutor(args.workers)
-                else:
-                    from assistant_forget.core.ray_executor import RayExecutor
-
-                    ex = RayExecutor(args.ray_address, num_cpus=None if args.ray_address else args.workers)
-                    t = time.perf_counter()
-                    ex.start()
-                    ray_start = time.perf_counter() - t
+                ex, started = start_executor(name, args)
+                ray_start = started if started is not None else ray_start
                 try:
                     t, timed = time.perf_counter(), Timed(ex)
                     pop = population(eng, before, day, rows, texts, plan, models=args.models,
@@ -159,8 +172,58 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"tasks": tasks, "models": args.models, "horizon": args.horizon,
                                          "mode": args.mode, "workers": args.workers, "days": args.days,
                                          "seed": args.seed, "ray_start_s": ray_start, "identical": same,
-                                         "results": results, "audit": audits}, indent=2) + "\n")
-    return 0 if same and (audits is None or audits["identical"]) else 1
+                                         "results": results, "audit": audits, "shadows": shadows},
+                                        indent=2) + "\n")
+    return 0 if same and all(x is None or x["identical"] for x in (audits, shadows)) else 1
+
+
+def bench_shadows(eng, before, day: str, rows, args, chosen: list[str]) -> dict:
+    """The LiRA shadows of the forget as verify and tools/bench_quality.py train them (the forgotten utterances,
+    each as often as said, and as many CLINC150 test utterances; K per side) through each executor; prints
+    seconds, speedup and the SHA-256 of the (in, out) statistics."""
+    from collections import Counter
+
+    from assistant_forget.device.clinc import load_clinc
+    from assistant_forget.verify.oracle import shadow_stats
+
+    times = Counter((u.text, u.intent) for u in rows)
+    unseen = load_clinc()["test"][: len(times)]
+    pool = [(t, i, n) for (t, i), n in times.items()] + [(t, i, 1) for t, i in unseen]
+    results, ray_start = [], None
+    for name in chosen:
+        ex, started = start_executor(name, args)
+        ray_start = started if started is not None else ray_start
+        try:
+            t = time.perf_counter()
+            ins, outs = shadow_stats(eng, before, day, pool, args.shadows, 64, args.seed, ex)
+            sec = time.perf_counter() - t
+        finally:
+            ex.shutdown()
+        results.append({"executor": name, "seconds": sec,
+                        "sha256": hashlib.sha256(ins.tobytes() + outs.tobytes()).hexdigest()})
+        print(f"  shadows {name}: {sec:.1f} s", file=sys.stderr)
+    print(f"\nLiRA shadows: {2 * args.shadows} tasks (K={args.shadows} per side), pool {len(pool)} utterances; "
+          f"workers {args.workers}")
+    same = side_by_side(results, "task", 2 * args.shadows, "statistics", ray_start)
+    return {"tasks": 2 * args.shadows, "pool": len(pool), "identical": same, "ray_start_s": ray_start,
+            "results": results}
+
+
+def side_by_side(results: list[dict], unit: str, units: int, what: str, ray_start: float | None,
+                 passed: str | None = None) -> bool:
+    """Print one workload's executors side by side (seconds, per `unit`, speedup over serial, the SHA-256 of
+    `what` they produced); add each one's "speedup" to its result; True when every executor gave the same."""
+    base = next((r["seconds"] for r in results if r["executor"] == "serial"), None)
+    print(f"{'executor':<10}{'seconds':>9}{'s/' + unit:>10}{'speedup':>9}" + (f"{'passed':>8}" if passed else "")
+          + f"  sha256 of the {what}")
+    for r in results:
+        r["speedup"] = base / r["seconds"] if base else None
+        sp = f"{r['speedup']:.2f}x" if base else "-"
+        print(f"{r['executor']:<10}{r['seconds']:>9.1f}{r['seconds'] / units:>10.2f}{sp:>9}"
+              + (f"{r[passed]:>8}" if passed else "") + f"  {r['sha256'][:16]}")
+    same = len({r["sha256"] for r in results}) == 1
+    print(f"identical {what}: {'yes' if same else 'NO'}" + (f"; Ray start {ray_start:.1f} s" if ray_start else ""))
+    return same
 
 
 def bench_audit(args, chosen: list[str]) -> dict:
@@ -184,17 +247,8 @@ def bench_audit(args, chosen: list[str]) -> dict:
         for name in chosen:
             fleet = Path(tmp) / name
             shutil.copytree(src, fleet)
-            if name == "serial":
-                ex = SerialExecutor()
-            elif name == "process":
-                ex = ProcessExecutor(args.workers)
-            else:
-                from assistant_forget.core.ray_executor import RayExecutor
-
-                ex = RayExecutor(args.ray_address, num_cpus=None if args.ray_address else args.workers)
-                t = time.perf_counter()
-                ex.start()
-                ray_start = time.perf_counter() - t
+            ex, started = start_executor(name, args)
+            ray_start = started if started is not None else ray_start
             try:
                 t = time.perf_counter()
                 rep = run_audit(fleet / "audit", audit_specs(fleet, fleet / "audit", "loss-mia"), ex)
@@ -208,17 +262,9 @@ def bench_audit(args, chosen: list[str]) -> dict:
                             "devices_passed": s["devices_passed"], "device_cpu_s": sum(r["seconds"] for r in rows),
                             "verify_s": s["verify_seconds"], "oracle_s": s["oracle_seconds"]})
             print(f"  audit {name}: {sec:.1f} s", file=sys.stderr)
-    base = next((r["seconds"] for r in results if r["executor"] == "serial"), None)
     print(f"\nfleet audit: {args.audit_devices} devices x {args.audit_days} days, {results[0]['forgets']} forgets "
           f"verified; workers {args.workers}")
-    print(f"{'executor':<10}{'seconds':>9}{'s/device':>10}{'speedup':>9}{'passed':>8}  sha256 of the verdicts")
-    for r in results:
-        r["speedup"] = base / r["seconds"] if base else None
-        sp = f"{r['speedup']:.2f}x" if base else "-"
-        print(f"{r['executor']:<10}{r['seconds']:>9.1f}{r['seconds'] / args.audit_devices:>10.2f}{sp:>9}"
-              f"{r['devices_passed']:>8}  {r['sha256'][:16]}")
-    same = len({r["sha256"] for r in results}) == 1
-    print(f"identical verdicts: {'yes' if same else 'NO'}" + (f"; Ray start {ray_start:.1f} s" if ray_start else ""))
+    same = side_by_side(results, "device", args.audit_devices, "verdicts", ray_start, passed="devices_passed")
     return {"devices": args.audit_devices, "days": args.audit_days, "identical": same, "ray_start_s": ray_start,
             "results": results}
 

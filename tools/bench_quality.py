@@ -21,6 +21,7 @@ steps instead of PersonalizationConfig.repair_budget, against the same oracle: r
     python tools/bench_quality.py --days 120 --forgets 20 --lira 16 --unseen 500 --force-tradeoff   # targets (~40 min)
     python tools/bench_quality.py --lag 1 --forgets 8 --lira 0 --canary-repeats 4096   # forget the day after
     python tools/bench_quality.py --days 365 --forgets 50 --lira 32 --json q.json --plot q.png   # full size
+    python tools/bench_quality.py --days 120 --forgets 20 --lira 16 --ray --workers 2   # shadows on Ray (same figures)
     python tools/bench_quality.py --source clinc150 --days 60 --forgets 10 --lira 0 --canary-repeats 0 \
         --unseen 500 --force-tradeoff --tradeoff-days 10      # the real-utterance device (device_sim.real)
 
@@ -52,6 +53,7 @@ import torch
 
 from assistant_forget import api
 from assistant_forget.core.errors import BadInput
+from assistant_forget.core.ray_executor import make_executor
 from assistant_forget.verify import metrics, stats
 from assistant_forget.runner.selector import Selector
 from assistant_forget.families.assistant.personalize import DayTrainer, PersonalizationConfig
@@ -100,7 +102,7 @@ def mean_gap_interval(diffs: np.ndarray, resamples: int = stats.BOOTSTRAP, confi
 
 
 def forget_once(src: Path, work: Path, day: str, canary: str, unseen: list, cfg: VerifyConfig,
-                repair_steps: int | str | None = None, oracle=None):
+                repair_steps: int | str | None = None, oracle=None, executor=None):
     """Fast-forget `day` on a fresh copy of `src` and verify it; (row, verification with its oracle).
 
     With `repair_steps` (the trade-off) only the repair differs from the main run: the oracle is reused,
@@ -126,7 +128,8 @@ def forget_once(src: Path, work: Path, day: str, canary: str, unseen: list, cfg:
         eng.family.repair = lambda *a, **k: taken.append(repair(*a, **k)) or taken[-1]  # the steps it took
         before = copy.deepcopy(eng.model)  # the model before the forget (verify_forget keeps its own copy private)
         receipt, ver = verify_forget(eng, Selector("date", day, day), "fast", cfg, unseen=unseen,
-                                     canary=None if repair_steps is not None else canary, oracle=oracle)
+                                     canary=None if repair_steps is not None else canary, oracle=oracle,
+                                     executor=executor)
         t_verified = time.perf_counter()
         if repair_steps is not None and canary is not None:
             ver.exact["exposure"] = exposure({"current": current_backend(eng, cfg)}, canary, (), cfg)
@@ -320,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tradeoff-days", type=int, default=3, help="forgotten days in the trade-off (default 3)")
     ap.add_argument("--force-tradeoff", action="store_true", help="run the trade-off even if every target is met")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="train the LiRA shadows on this many local processes (default 1: this process)")
+    ap.add_argument("--ray", action="store_true", help="train the shadows on a local Ray instance (--workers CPUs)")
+    ap.add_argument("--ray-address", default=None, metavar="ADDR", help="train them on the Ray cluster at ADDR")
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
     ap.add_argument("--plot", type=Path, help="write the trade-off curve as a PNG here")
     args = ap.parse_args(argv)
@@ -342,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         said = {r["text"].casefold() for r in records(args.days, args.seed, args.mean, args.source, real=real)}
         unseen = clinc_test_unseen(said, args.unseen, args.seed)
     rows, vers, oracles, curve = [], [], {}, []
-    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+    with (make_executor(ray=args.ray, address=args.ray_address, workers=args.workers) as executor,
+          tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp):
         work = Path(tmp)
         days = build(work / "trained", args.days, args.seed, args.mean, args.forgets, "bench_quality", args.source, real)
         secrets = canary_secrets(days, args.seed) if args.canary_repeats else dict.fromkeys(days)
@@ -356,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args.canary_repeats, args.lag, args.source, real)
             else:
                 src[day] = work / "trained"
-            row, ver = forget_once(src[day], work, day, secrets[day], unseen, cfg)
+            row, ver = forget_once(src[day], work, day, secrets[day], unseen, cfg, executor=executor)
             row["plant_train_s"] = plant_s
             oracles[day] = ver.oracle
             rows.append(row)

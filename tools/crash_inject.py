@@ -87,6 +87,7 @@ class Outcome:
     phase: str  # a forget found after the kill: "not_started" | "pending" | "done" ("" for other operations)
     after_kill: list[str] = field(default_factory=list)  # consistency problems as the crash left the device
     after_recovery: list[str] = field(default_factory=list)  # problems after recovery (must be empty)
+    died_before: str | None = None  # how a first run died unplanned (then recovered and run again)
 
 
 @dataclass(frozen=True)
@@ -467,30 +468,64 @@ class Harness:
         """
         if (point is None) == (delay is None):
             raise ValueError("give exactly one of point and delay")
+        crash_at = None if point is None else f"{point}:{n}"
         dev = self._fresh(op)
         tmpdir = str(self._tmpdir(dev.name))
-        crash_at = None if point is None else f"{point}:{n}"
         if cli:
-            killed = self._run_cli(dev, op, crash_at, delay, tmpdir)
+            killed, raised = self._run_cli(dev, op, crash_at, delay, tmpdir), None
         else:
-            proc, recv = self._start("run_op", str(dev), op, self.info["day"], crash_at=crash_at, tmpdir=tmpdir)
-            proc.join(self.cfg.timeout_s if delay is None else delay)
-            if proc.is_alive():
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.join()
-            raised = recv.recv() if not proc.exitcode == -signal.SIGKILL and recv.poll() else None
-            recv.close()
-            killed = proc.exitcode == -signal.SIGKILL
+            killed, raised = self._run_child(dev, op, crash_at, delay, tmpdir)
+        died = None
+        if raised is not None and raised[0] == "died":  # another death than ours (a native crash, the OOM
+            died = raised[1]  # killer): still a crash the device must recover from, then the kill is run again
+            lost = self._recover(Outcome(op, "died", point, n, delay, False, ""), dev, tmpdir)
+            dev = self._fresh(op)
+            tmpdir = str(self._tmpdir(dev.name))
+            killed, raised = self._run_child(dev, op, crash_at, delay, tmpdir)
         out = Outcome(op, "point" if point else "delay", point, n if point else None, delay, killed, "")
-        if not cli and raised is not None and raised[0] == "error":
+        if died is not None:
+            out.died_before = died
+            out.after_recovery += [f"after the unplanned death: {p}" for p in lost.after_recovery]
+        if raised is not None and raised[0] == "error":
             out.after_kill.append(f"{op} raised instead of reaching its kill: {raised[1].splitlines()[0]}")
+        elif raised is not None and raised[0] == "died":
+            out.after_kill.append(f"{op} died twice before reaching its kill, without an answer ({raised[1]})")
+        return self._recover(out, dev, tmpdir)
+
+    def _run_child(self, dev: Path, op: str, crash_at: str | None, delay: float | None,
+                   tmpdir: str) -> tuple[bool, tuple[str, str] | None]:
+        """Run `op` in a child armed at `crash_at` (or killed after `delay`): (died of our SIGKILL, its answer).
+
+        The answer is None when killed or finished, ("error", traceback) when it raised, and ("died", how)
+        when it died of something else without answering.
+        """
+        proc, recv = self._start("run_op", str(dev), op, self.info["day"], crash_at=crash_at, tmpdir=tmpdir)
+        proc.join(self.cfg.timeout_s if delay is None else delay)
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        killed = proc.exitcode == -signal.SIGKILL
+        raised = None
+        if not killed and recv.poll():
+            try:
+                raised = recv.recv()
+            except EOFError:
+                raised = ("died", f"exit code {proc.exitcode}")
+        elif not killed and proc.exitcode != 0:
+            raised = ("died", f"exit code {proc.exitcode}")
+        recv.close()
+        return killed, raised
+
+    def _recover(self, out: Outcome, dev: Path, tmpdir: str) -> Outcome:
+        """Check `dev` as the interruption left it, recover it, check again, scan outside it; then discard it."""
+        op = out.op
         try:
             res = self.call("after_crash", str(dev), op, self.info["day"], self.info["texts"],
                             str(self.templates / REFERENCE[op]), tmpdir=tmpdir)
-            out.phase, out.after_recovery = res["phase"], res["after_recovery"]
+            out.phase, out.after_recovery = res["phase"], out.after_recovery + res["after_recovery"]
             out.after_kill = out.after_kill + res["after_kill"]
         except RuntimeError as e:
-            out.after_recovery = [str(e)]
+            out.after_recovery = out.after_recovery + [str(e)]
         out.after_recovery += outside_checks(self._outside(dev), self.info["texts"])
         self._discard(dev)
         return out
@@ -556,6 +591,7 @@ def summarize(outcomes: list[Outcome]) -> dict:
             "forgets": sum(bool(o.phase) for o in outcomes),
             "forgets_completed": sum(bool(o.phase) and not o.after_recovery for o in outcomes),
             "failures": sum(bool(o.after_recovery) for o in outcomes),
+            "unplanned_deaths": sum(o.died_before is not None for o in outcomes),
             "runs_with_forgotten_text_left": len(traces), "runs_with_traces_outside_device": len(outside),
             "inconsistent_after_kill": dict(Counter(o.point or "(random delay)" for o in outcomes if o.after_kill)),
             "by_operation": table(lambda o: o.op),

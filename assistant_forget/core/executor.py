@@ -39,6 +39,30 @@ class Executor(Protocol):
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]: ...
 
 
+def map_rows(executor: Executor, fn: Callable[[T], dict], items: list[T],
+             cost: Callable[[T], float] | None = None) -> list[dict]:
+    """`executor.map(fn, items)` for tasks that return a dict (a row of a fleet report), in input order.
+
+    With an executor that knows where tasks ran (Ray's `map_with_nodes`) each row gains "node". With `cost`
+    (the expected work of an item) the items are submitted most costly first, so that on W workers the long
+    tasks start early and the map does not end waiting on one long task that started last (longest
+    processing time first); the rows come back in input order, so the report is the same on every executor.
+    A failing item's note then gives its place in the submission order.
+    """
+    order = list(range(len(items)))
+    if cost is not None:
+        order.sort(key=lambda i: (-cost(items[i]), i))
+    submitted = [items[i] for i in order]
+    if hasattr(executor, "map_with_nodes"):
+        done = [{**row, "node": node} for row, node in executor.map_with_nodes(fn, submitted)]
+    else:
+        done = executor.map(fn, submitted)
+    rows: list[dict] = [{}] * len(items)
+    for k, i in enumerate(order):
+        rows[i] = done[k]
+    return rows
+
+
 def _noted(e: BaseException, index: int, item: Any) -> BaseException:
     """`e` with a note naming the item that raised it (PEP 678)."""
     text = repr(item)

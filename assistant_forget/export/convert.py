@@ -223,11 +223,16 @@ def export_onnx_int8(fp32_path: Path, out_path: Path) -> None:
     """Write at `out_path` the int8 model of the fp32 ONNX file at `fp32_path`, with the same metadata.
 
     onnxruntime's `quantize_dynamic`: the weight of every MatMul (the intent head's Gemm becomes one) is
-    stored int8 (QInt8, one scale per output column) and activations are quantized to uint8 at run time.
-    The embedding tables stay fp32, and with them the tied LM head, which reads the embedding through a
-    Transpose. Of the settings `tools/bench_export.py --settings` compares on CLINC150, this one agrees best
-    with the fp32 model's answers at fp32's speed (QUInt8 weights agree as well but run slower). Quantizing
-    the embedding too halves the file, and one scale per tensor runs faster, but both agree less. The fp32 graph must be the folded one (`trace_onnx`), so every weight is
+    stored uint8 (QUInt8, one scale and zero point per output column) and activations are quantized to
+    uint8 at run time. The embedding tables stay fp32, and with them the tied LM head, which reads the
+    embedding through a Transpose. Weights are QUInt8 rather than QInt8 because x86 CPUs without VNNI
+    (AVX2, AVX-512F) multiply uint8 activations by int8 weights in pairs summed in int16, which saturates
+    (2 * 255 * 127 > 32767): on an AVX2 machine QInt8 logits were off by 10 % of their range, while uint8 by
+    uint8 takes a kernel that cannot saturate, so the answers do not depend on the CPU. Of the settings
+    `tools/bench_export.py --settings` compares on CLINC150, this one agrees best with the fp32 model's
+    answers (QInt8 with 7-bit weights, `reduce_range`, also cannot saturate but agrees less). Quantizing the
+    embedding too halves the file, and one scale per tensor runs faster, but both agree less. The fp32
+    graph must be the folded one (`trace_onnx`), so every weight is
     an initializer the quantizer finds. The quantizer works on files: shape inference writes one beside
     `fp32_path`, and a temporary directory that `tempfile` places in `out_path`'s directory while it runs,
     never in $TMPDIR; both are gone when it returns. The result is serialized again deterministically, with
@@ -245,7 +250,7 @@ def export_onnx_int8(fp32_path: Path, out_path: Path) -> None:
     tempfile.tempdir = str(out_path.parent)  # where tempfile puts what the quantizer asks it for
     try:
         quantize_dynamic(fp32_path, out_path, op_types_to_quantize=["MatMul"], per_channel=True,
-                         weight_type=QuantType.QInt8)
+                         weight_type=QuantType.QUInt8)
     finally:
         logging.disable(quiet)
         tempfile.tempdir = tmp

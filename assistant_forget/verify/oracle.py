@@ -11,7 +11,8 @@ Shadows (online LiRA, Carlini et al. 2022, made cheap): every utterance of a poo
 and as many unseen ones) must be IN some shadows and OUT of others. For each of K pairs the pool is
 split in random halves; each half is trained as that day's data, from the state just before the day,
 with a seed of its own and the day's usual replay, so every pool utterance is IN exactly K shadows
-and OUT of exactly K. Shadows stop after the day (no replay of later days): a cheap approximation.
+and OUT of exactly K. Shadows stop after the day (no replay of later days): a cheap approximation. Each
+shadow is a pure task (`shadow`, core/executor.py), so a process pool or Ray trains them side by side.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import random
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..core.executor import Executor
 from ..device import workdir
 from ..core.timeline import load_state as set_state
 from ..core.family import fresh_model
@@ -95,32 +98,82 @@ class ShadowStore:
         return self.store.before(day)
 
 
-def shadow_stats(eng: Engine, before: State, day: str, pool: Sequence[tuple[str, str, int]], pairs: int,
-                 stat: Callable[[AssistantModel], np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """LiRA statistics of `pool` (text, intent, times said) under 2 x `pairs` shadows of `day`.
+@dataclass(frozen=True)
+class Shadow:
+    """One shadow model: everything its task reads (picklable; a core/executor.py item)."""
 
-    Returns (in_stats (N, pairs), out_stats (N, pairs)): `stat(model)` (N,) of the shadows that trained
-    on each utterance and of those that did not.
+    store: str  # the device's log (sqlite), opened read-only
+    base: str  # the base model directory
+    cfg: object  # families.assistant.personalize.PersonalizationConfig
+    start: str  # safetensors file: the personal state before `day`
+    start_sha: str  # its SHA-256, checked on reading
+    day: str
+    seed: int  # the day seed of this shadow's training
+    rows: tuple[tuple[str, str], ...]  # its half of the pool, each as often as it was said (memory only)
+    data: tuple[tuple[str, str], ...]  # the whole pool, scored
+    batch_size: int
+
+    def __repr__(self) -> str:  # an executor names a failing item: never its texts
+        return f"Shadow(day={self.day} rows={len(self.rows)} seed={self.seed})"
+
+
+def shadow(spec: Shadow) -> np.ndarray:
+    """Train one shadow (the day's usual training on its half of the pool, from the state before the day) and
+    return minus the LM loss of every pool utterance under it: (N,). A pure task (core/executor.py)."""
+    from ..core.tensorfile import load_tensors
+    from ..core.threads import one_torch_thread
+    from ..device.store import LogStore
+    from ..families.assistant.base import load_base
+    from ..families.assistant.family import AssistantFamily
+    from .scoring import TorchBackend, score
+
+    with LogStore(Path(spec.store), readonly=True) as store, one_torch_thread():
+        base = load_base(spec.base)
+        model = fresh_model(AssistantFamily(store, base, spec.cfg))  # only the personal parameters train
+        set_state(model, load_tensors(Path(spec.start), spec.start_sha))
+        trainer = DayTrainer(ShadowStore(store, spec.day, spec.rows), base.tokenizer, base.labels, spec.cfg,
+                             base.config.max_len)
+        trainer.train_day(model, spec.day, spec.seed)
+        return -score(TorchBackend(model, base.tokenizer, base.labels), list(spec.data), spec.batch_size).lm_loss
+
+
+def shadow_stats(eng: Engine, before: State, day: str, pool: Sequence[tuple[str, str, int]], pairs: int,
+                 batch_size: int, seed: int = 0, executor: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """LiRA statistics (minus the LM loss) of `pool` (text, intent, times said) under 2 x `pairs` shadows of `day`.
+
+    Returns (in_stats (N, pairs), out_stats (N, pairs)): the statistics under the shadows that trained on each
+    utterance and under those that did not. Each shadow is a `shadow` task run by `executor` (default: one
+    after another in this process, as a shadow trains one day only; a pool or Ray gives the same figures).
+    The start state is written to a work directory inside the device (removed on return); the pool's texts
+    travel in the tasks' arguments only.
     """
+    from ..core.executor import SerialExecutor
+    from ..core.tensorfile import save_tensors
+
     if pairs < 2:
         raise BadInput(f"LiRA needs at least 2 shadow models per side, got {pairs}")
     n = len(pool)
     if n < 2:
         raise BadInput("LiRA needs at least 2 utterances in its pool")
-    model = fresh_model(eng.family)
     rng = random.Random(f"assistant-forget.shadows:{seed}:{day}")
-    ins, outs = np.zeros((n, pairs)), np.zeros((n, pairs))  # (N, K) each
-    for j in range(pairs):
+    data = tuple((t, i) for t, i, _ in pool)
+    halves = []
+    for _ in range(pairs):
         order = list(range(n))
         rng.shuffle(order)
-        halves = (sorted(order[: n // 2]), sorted(order[n // 2:]))
-        for side, half in enumerate(halves):
-            rows = [(pool[i][0], pool[i][1]) for i in half for _ in range(pool[i][2])]
-            trainer = DayTrainer(ShadowStore(eng.store, day, rows), eng.base.tokenizer, eng.base.labels, eng.cfg,
-                                 eng.base.config.max_len)
-            set_state(model, before)
-            trainer.train_day(model, day, day_seed(eng.dev.seed, day, f"shadow:{seed}:{j}:{side}"))
-            s = stat(model)  # (N,)
+        halves.append((sorted(order[: n // 2]), sorted(order[n // 2:])))
+    with workdir.working_copy(eng.dev.root, "shadows") as tmp:
+        start = tmp / "start.safetensors"
+        sha = save_tensors(start, before)
+        specs = [Shadow(str(eng.dev.store_path), str(eng.base.root), eng.cfg, str(start), sha, day,
+                        day_seed(eng.dev.seed, day, f"shadow:{seed}:{j}:{side}"),
+                        tuple((pool[i][0], pool[i][1]) for i in half for _ in range(pool[i][2])), data, batch_size)
+                 for j, pair in enumerate(halves) for side, half in enumerate(pair)]
+        stats = (executor or SerialExecutor()).map(shadow, specs)  # 2 x pairs arrays of (N,)
+    ins, outs = np.zeros((n, pairs)), np.zeros((n, pairs))  # (N, K) each
+    for j, pair in enumerate(halves):
+        for side, half in enumerate(pair):
+            s = stats[2 * j + side]
             member = np.zeros(n, dtype=bool)
             member[half] = True
             ins[member, j], outs[~member, j] = s[member], s[~member]

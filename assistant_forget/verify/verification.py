@@ -289,16 +289,16 @@ def exposure(backends: dict[str, Backend], canary: str, exclude: Sequence[str], 
 
 
 def lira(eng: Engine, replay: Replay, day: str, forgotten: Sequence[Labeled], unseen: Sequence[Labeled],
-         backends: dict[str, Backend], cfg: VerifyConfig) -> tuple[dict, dict]:
-    """LiRA AUC per model, forgotten vs as many unseen utterances; (summary, model -> (member, non-member) scores)."""
+         backends: dict[str, Backend], cfg: VerifyConfig, executor=None) -> tuple[dict, dict]:
+    """LiRA AUC per model, forgotten vs as many unseen utterances; (summary, model -> (member, non-member) scores).
+    The shadows train through `executor` (oracle.shadow_stats)."""
     times = Counter(forgotten)
     members = list(times)
     others = random.Random(cfg.seed).sample(list(unseen), min(len(unseen), len(members)))
     pool = [(t, i, times[(t, i)]) for t, i in members] + [(t, i, 1) for t, i in others]
     data = [(t, i) for t, i, _ in pool]
-    stat = lambda model: -score(TorchBackend(model, eng.base.tokenizer, eng.base.labels), data,  # noqa: E731
-                                cfg.batch_size).lm_loss
-    ins, outs = shadow_stats(eng, replay.before, day, pool, cfg.lira_pairs, stat, cfg.seed)  # (N, K) each
+    ins, outs = shadow_stats(eng, replay.before, day, pool, cfg.lira_pairs, cfg.batch_size, cfg.seed,
+                             executor)  # (N, K) each
     n, res, arrays = len(members), {"pairs": cfg.lira_pairs}, {}
     for name, b in backends.items():
         s = metrics.lira_scores(-score(b, data, cfg.batch_size).lm_loss, ins, outs, cfg.lira_fixed_variance)
@@ -351,7 +351,8 @@ def evaluate(eng: Engine, replay: Replay, cfg: VerifyConfig, *, kind: str, tier:
     lira_res = None
     pairs = lira_pairs(cfg)
     if "lira" in run_ and pairs and "forgotten" in sets and replay.before is not None and day is not None:
-        lira_res, ver.lira = lira(eng, replay, day, attacked, unseen_rows, backends, replace(cfg, lira_pairs=pairs))
+        lira_res, ver.lira = lira(eng, replay, day, attacked, unseen_rows, backends, replace(cfg, lira_pairs=pairs),
+                                  executor)
     elif "lira" in run_ and pairs and "forgotten" in sets:
         skipped_attacks["lira"] = "needs a single forgotten day that the device had trained"
     t3 = time.perf_counter()

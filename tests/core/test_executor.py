@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from assistant_forget.core.errors import BadInput
-from assistant_forget.core.executor import ProcessExecutor, SerialExecutor, local
+from assistant_forget.core.executor import ProcessExecutor, SerialExecutor, local, map_rows
 
 
 def fit(seed: int) -> bytes:
@@ -58,3 +58,35 @@ def test_bad_settings_are_refused() -> None:
     with pytest.raises(BadInput, match="fork"):
         ProcessExecutor(2, context="fork")
     assert isinstance(local(1), SerialExecutor) and isinstance(local(3), ProcessExecutor)
+
+
+def row_of(k: int) -> dict:
+    return {"k": k, "square": k * k}
+
+
+class Recording(SerialExecutor):
+    """A serial executor that keeps the order the items were submitted in."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def map(self, fn, items):
+        self.seen = list(items)
+        return super().map(fn, self.seen)
+
+
+class Placing(Recording):
+    def map_with_nodes(self, fn, items):
+        return [(r, f"node-{r['k'] % 2}") for r in self.map(fn, items)]
+
+
+def test_map_rows_submits_the_costliest_first_and_returns_rows_in_input_order() -> None:
+    items = [3, 9, 1, 9, 5]
+    ex = Recording()
+    rows = map_rows(ex, row_of, items, cost=lambda k: k)
+    assert ex.seen == [9, 9, 5, 3, 1]  # ties keep input order
+    assert rows == [row_of(k) for k in items]
+    assert map_rows(ex, row_of, items) == rows and ex.seen == items  # no cost: input order
+    placed = map_rows(Placing(), row_of, items, cost=lambda k: -k)
+    assert placed == [{**row_of(k), "node": f"node-{k % 2}"} for k in items]
+    assert map_rows(ProcessExecutor(2), row_of, items, cost=lambda k: k) == rows

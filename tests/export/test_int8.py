@@ -61,7 +61,7 @@ def test_every_weight_matmul_is_int8_and_the_file_is_smaller(pair, model):
     assert sum(n.op_type == "MatMulInteger" for n in int8.graph.node) == len(weight_matmuls)
     assert not [n for n in int8.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in
                 {i.name for i in int8.graph.initializer}]
-    int8_weights = [i for i in int8.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
+    int8_weights = [i for i in int8.graph.initializer if i.data_type == onnx.TensorProto.UINT8 and len(i.dims) == 2]
     assert len(int8_weights) == len(weight_matmuls)
     assert len(pair[1]) < len(pair[0])
     onnx.checker.check_model(int8)

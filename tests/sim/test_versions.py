@@ -29,6 +29,10 @@ PINS = {  # arithmetic() -> {run: (model version, export version)}
         RUNS[0]: ("911764449ed29714", "fa2a0cf8c240fdbd"),
         RUNS[1]: ("c51495c04f81a5cd", "b5d70a96eee397de"),
     },
+    "f97daae5c2e9": {  # AMD EPYC with AVX2 (torch's cpu capability AVX2), 2026-12-02; the code that gave the
+        RUNS[0]: ("11abbd1a6a95a38e", "f695da79f551c89b"),  # versions above unchanged since (git diff cd43e7c)
+        RUNS[1]: ("7c76e3880185542f", "6c0641a4f89e168a"),
+    },
 }
 
 

@@ -26,7 +26,8 @@ from assistant_forget.device import receipts
 from assistant_forget.runner.forget import forget, make_plan
 from assistant_forget.runner.selector import Selector
 from assistant_forget.verify import metrics, privacy
-from assistant_forget.verify.oracle import exact_replay
+from assistant_forget.device.clinc import load_clinc
+from assistant_forget.verify.oracle import exact_replay, shadow_stats
 from assistant_forget.verify.population import MemberStore, population
 from assistant_forget.verify.verification import run as run_verification
 from assistant_forget.verify.escalation import failed_checks, forget_verified
@@ -123,6 +124,26 @@ def test_exact_passes_a_method_that_keeps_the_day_is_flagged_and_the_executor_do
     assert flagged.tpr > passed.tpr
     assert (privacy.challenge_score(kept.method_stats, kept.oracle_stats).quality
             < privacy.challenge_score(exact.method_stats, exact.oracle_stats).quality)
+
+
+def test_lira_shadows_are_pure_tasks_the_executor_does_not_change(tmp_path, trained, records):
+    day = day_of(records, DAY)
+    dev = Path(shutil.copytree(trained, tmp_path / "dev"))
+    with api.session(dev) as eng:
+        rows = list(eng.store.by_day(day))
+        replay = exact_replay(eng, day)
+        members = list(dict.fromkeys((u.text, u.intent) for u in rows))
+        unseen = [(t, i) for t, i in load_clinc()["test"][: len(members)]]
+        pool = [(t, i, 2) for t, i in members] + [(t, i, 1) for t, i in unseen]
+        serial = shadow_stats(eng, replay.before, day, pool, 2, 64, executor=SerialExecutor())
+        pooled = shadow_stats(eng, replay.before, day, pool, 2, 64, executor=ProcessExecutor(2))
+    for a, b in zip(serial, pooled):
+        np.testing.assert_array_equal(a, b)  # bit for bit, in this process and in two others
+    ins, outs = serial
+    assert ins.shape == outs.shape == (len(pool), 2)
+    gain = ins.mean(axis=1) - outs.mean(axis=1)  # (N,): a shadow that trained on an utterance gives it a lower loss
+    assert gain.mean() > 0 and (gain > 0).mean() >= 0.75, gain
+    assert not any((dev / ".work").iterdir())  # the start state written for the tasks is gone
 
 
 def test_population_refuses_what_it_cannot_run(tmp_path, trained, records):
