@@ -87,7 +87,16 @@ def export_coreml(model: nn.Module, spec: ExportSpec, path: Path, fp16: bool = T
     coremltools cannot attach a classifier to a torch program with more than one output (its output types
     would no longer match the outputs), so the torch program is converted to MIL first and the classifier
     is added when that MIL program is written out, with no further passes.
+
+    coremltools writes the converted package to a temporary directory of its own first and removes it only
+    at interpreter exit; that copy holds this model's weights, so a long-lived process (the dashboard) or a
+    killed one would keep a previous model's weights outside the device after a forget. The temporary
+    package is therefore made in `path`'s directory (`tempfile.tempdir`, a publish's build directory,
+    which recovery removes) and deleted as soon as the package is saved.
     """
+    import shutil
+    import tempfile
+
     path = Path(path)
     if path.suffix != ".mlpackage" or path.exists():
         raise BadInput(f"{path}: CoreML output must be a new path ending in .mlpackage")
@@ -115,12 +124,16 @@ def export_coreml(model: nn.Module, spec: ExportSpec, path: Path, fp16: bool = T
             outputs=[ct.TensorType(name=_PROBS_TENSOR), ct.TensorType(name=LM_LOGITS, dtype=np.float32)],
         )
         prog.functions["main"].set_output_types(None)
-        ml = ct.convert(
-            prog, convert_to="mlprogram", minimum_deployment_target=target, pass_pipeline=ct.PassPipeline.EMPTY,
-            classifier_config=ct.ClassifierConfig(list(spec.labels), predicted_feature_name=CLASS_LABEL,
-                                                  predicted_probabilities_output=_PROBS_TENSOR),
-            skip_model_load=True,  # no CoreML runtime off macOS; apps compile the package themselves
-        )
+        tmp, tempfile.tempdir = tempfile.tempdir, str(path.parent)  # where coremltools puts its package
+        try:
+            ml = ct.convert(
+                prog, convert_to="mlprogram", minimum_deployment_target=target, pass_pipeline=ct.PassPipeline.EMPTY,
+                classifier_config=ct.ClassifierConfig(list(spec.labels), predicted_feature_name=CLASS_LABEL,
+                                                      predicted_probabilities_output=_PROBS_TENSOR),
+                skip_model_load=True,  # no CoreML runtime off macOS; apps compile the package themselves
+            )
+        finally:
+            tempfile.tempdir = tmp
     meta = export_metadata(model, spec)
     ml.author, ml.license, ml.version = AUTHOR, LICENSE, meta["version"]
     ml.short_description = (f"Intent classifier ({m.cfg.n_intents} labels incl. 'oos'; apply oos_threshold to "
@@ -135,8 +148,12 @@ def export_coreml(model: nn.Module, spec: ExportSpec, path: Path, fp16: bool = T
         if key in ud:
             del ud[key]
     ud.update(meta)
-    with quiet_coremltools():
-        ml.save(str(path))
+    try:
+        with quiet_coremltools():
+            ml.save(str(path))
+    finally:
+        if ml.is_temp_package and ml.package_path:
+            shutil.rmtree(ml.package_path, ignore_errors=True)
     _canonicalize_mlpackage(path, meta["version"])
 
 

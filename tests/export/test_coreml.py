@@ -240,6 +240,20 @@ def test_package_is_byte_deterministic(model, spec, package, tmp_path):
     assert _tree(again) == _tree(package)
 
 
+def test_no_copy_of_the_weights_is_left_outside_the_package(model, spec, tmp_path):
+    """coremltools' own temporary package (the same weights) is made beside the package and removed at once,
+    not left in $TMPDIR until the process exits (a forget must not leave the old model's weights behind)."""
+    import tempfile
+
+    system = Path(tempfile.gettempdir())
+    before = set(system.glob("*.mlpackage"))
+    out = tmp_path / "build"
+    out.mkdir()
+    export_coreml(model, spec, out / "model.mlpackage")
+    assert [p.name for p in out.iterdir()] == ["model.mlpackage"]
+    assert set(system.glob("*.mlpackage")) <= before
+
+
 def test_refuses_an_existing_or_misnamed_path(model, spec, package, tmp_path):
     with pytest.raises(BadInput, match=r"\.mlpackage"):
         export_coreml(model, spec, package)
