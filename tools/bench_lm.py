@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python tools/bench_lm.py tiny --days 30      # fast vs exact vs retrain on models/lm-tiny
     nice -n 10 .venv/bin/python tools/bench_lm.py smol --rank 8       # SmolLM2-135M's shape, RANDOM weights
-    nice -n 10 .venv/bin/python tools/bench_lm.py privacy --days 30 --forgets 5   # canary and MIA vs the oracle
+    nice -n 10 .venv/bin/python tools/bench_lm.py privacy --days 30 --forgets 5 --lag 1   # canary and MIA vs the oracle
 
 `tiny`: a persona's DAYS days on a new device of models/lm-tiny (defaults: rank 4 on q/v), every day trained;
 then the middle day is forgotten three ways, each on its own copy of the device, timed end to end in-process:
@@ -13,10 +13,12 @@ used, so only its first 1,024 ids occur), saved as safetensors in a temp directo
 trained, the ledger bytes per day, the publish of a forget (adapter only: the base graph is exported once,
 timed apart), an exact replay of one day, and the peak RSS. `privacy`: a device of models/lm-tiny with its
 default training, a different secret of the format 'remind me my locker code is d d d d d' said `--repeats` times
-on each of FORGETS days spread over the middle of DAYS; for each of those days verify's what-if (verify/lm.py) on
-a working copy (`--epochs`/`--lr` change the nightly training): the secret's exposure among the 99,999 others before the forget, after the fast tier, after its
-exact pass and under the oracle (the exact replay), and the loss-MIA AUC of the day's utterances against 200
-unseen CLINC150 test utterances for each. Prints one JSON object.
+on each of FORGETS days spread over the middle of DAYS. The device lives up to LAG days past each secret's day
+(the log imported and trained that far), then verify's what-if (verify/lm.py) forgets that day on a working
+copy; the device lives on to the next secret. `--epochs`/`--lr` change the nightly training. For each day:
+the secret's exposure among the 99,999 others before the forget, after the fast tier, after its exact pass
+and under the oracle (the exact replay), and the loss-MIA AUC of the day's utterances against 200 unseen
+CLINC150 test utterances for each. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -69,13 +71,15 @@ def tiny(days: int, rank: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def privacy(days: int, forgets: int, repeats: int, train: dict) -> dict:
+def privacy(days: int, forgets: int, repeats: int, lag: int, train: dict) -> dict:
     import random
 
     from assistant_forget import api
+    from assistant_forget.device.importer import import_jsonl
     from assistant_forget.verify import lm as lm_verify
     from device_sim.canary import Canary
-    from devkit import make_device, persona_log
+    from device_sim.generator import write_jsonl
+    from devkit import persona_log
 
     rng = random.Random(5)
     at = [days // 4 + i * (days // 2) // max(forgets - 1, 1) for i in range(forgets)]
@@ -86,19 +90,24 @@ def privacy(days: int, forgets: int, repeats: int, train: dict) -> dict:
         api.init(root, 0, "hf-causal-lm", None, {}, train)
         records = persona_log(days=days, seed=7, mean=40.0,
                               canaries=tuple(Canary(s, d, repeats) for s, d in zip(secrets, at)))
-        make_device(root, records)
         dates = sorted({r["timestamp"][:10] for r in records})
-        rows = []
-        with api.session(root) as eng:
-            for secret, d in zip(secrets, at):
+        rows, imported = [], ""
+        for secret, d in zip(secrets, at):
+            upto = dates[min(d + lag, len(dates) - 1)]  # the device has lived `lag` days past the secret's day
+            write_jsonl([r for r in records if imported < r["timestamp"][:10] <= upto], work / "slice.jsonl")
+            import_jsonl(root, work / "slice.jsonl", seed=0)
+            imported = upto
+            api.train(root)
+            with api.session(root) as eng:
                 t0 = time.perf_counter()
                 res = lm_verify.what_if(eng, dates[d], secret, None)
-                bits, auc = res["exposure_bits"], res["mia_auc"]
-                rows.append({"day": d, "seconds": round(time.perf_counter() - t0, 1), "bits": bits, "auc": auc,
-                             "passed": res["passed"]})
+            bits, auc = res["exposure_bits"], res["mia_auc"]
+            rows.append({"day": d, "seconds": round(time.perf_counter() - t0, 1), "bits": bits, "auc": auc,
+                         "passed": res["passed"]})
         tiers = ("before", "fast", "exact", "oracle")
         mean = {t: round(float(sum(r["bits"][t] for r in rows) / len(rows)), 2) for t in tiers}
-        return {"days": days, "utterances": len(records), "forgets": forgets, "repeats": repeats, "train": train,
+        return {"days": days, "utterances": len(records), "forgets": forgets, "repeats": repeats, "lag": lag,
+                "train": train,
                 "candidates": 99_999, "per_day": rows, "mean_bits": mean,
                 "before_minus_oracle_bits_min": round(min(r["bits"]["before"] - r["bits"]["oracle"] for r in rows), 1),
                 "fast_minus_oracle_bits_max": round(max(r["bits"]["fast"] - r["bits"]["oracle"] for r in rows), 1),
@@ -178,6 +187,8 @@ def main() -> None:
     p.add_argument("--days", type=int, default=90)
     p.add_argument("--forgets", type=int, default=5)
     p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--lag", type=int, default=1, help="privacy: days the device lives past a secret's day before "
+                   "it is forgotten (1: the user asks to forget yesterday)")
     p.add_argument("--epochs", type=int, default=None, help="privacy, smol: passes over each day (default: the family's)")
     p.add_argument("--lr", type=float, default=None, help="privacy: learning rate (default: the family's)")
     p.add_argument("--rank", type=int, default=None)
@@ -191,7 +202,7 @@ def main() -> None:
         res = tiny(a.days, a.rank or 4)
     elif a.which == "privacy":
         train = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
-        res = privacy(a.days, a.forgets, a.repeats, train)
+        res = privacy(a.days, a.forgets, a.repeats, a.lag, train)
     else:
         res = smol(a.rank or 8, tuple(a.targets.split(",")), a.epochs)
     res["peak_rss_mb"] = round(peak_mb())
