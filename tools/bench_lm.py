@@ -15,7 +15,7 @@ timed apart), an exact replay of one day, and the peak RSS. `privacy`: a device 
 default training, a different secret of the format 'remind me my locker code is d d d d d' said `--repeats` times
 on each of FORGETS days spread over the middle of DAYS. The device lives up to LAG days past each secret's day
 (the log imported and trained that far), then verify's what-if (verify/lm.py) forgets that day on a working
-copy; the device lives on to the next secret. `--epochs`/`--lr` change the nightly training. For each day:
+copy; the device lives on to the next secret. `--epochs`/`--lr` change the nightly training, `--rank`/`--alpha`/`--targets` its adapters. For each day:
 the secret's exposure among the 99,999 others before the forget, after the fast tier, after its exact pass
 and under the oracle (the exact replay), and the loss-MIA AUC of the day's utterances against 200 unseen
 CLINC150 test utterances for each. Prints one JSON object.
@@ -71,7 +71,7 @@ def tiny(days: int, rank: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def privacy(days: int, forgets: int, repeats: int, lag: int, train: dict) -> dict:
+def privacy(days: int, forgets: int, repeats: int, lag: int, lora: dict, train: dict) -> dict:
     import random
 
     from assistant_forget import api
@@ -87,7 +87,7 @@ def privacy(days: int, forgets: int, repeats: int, lag: int, train: dict) -> dic
     work = Path(tempfile.mkdtemp(prefix="bench-lm-privacy-"))
     try:
         root = work / "phone"
-        api.init(root, 0, "hf-causal-lm", None, {}, train)
+        api.init(root, 0, "hf-causal-lm", None, lora, train)
         records = persona_log(days=days, seed=7, mean=40.0,
                               canaries=tuple(Canary(s, d, repeats) for s, d in zip(secrets, at)))
         dates = sorted({r["timestamp"][:10] for r in records})
@@ -107,7 +107,7 @@ def privacy(days: int, forgets: int, repeats: int, lag: int, train: dict) -> dic
         tiers = ("before", "fast", "exact", "oracle")
         mean = {t: round(float(sum(r["bits"][t] for r in rows) / len(rows)), 2) for t in tiers}
         return {"days": days, "utterances": len(records), "forgets": forgets, "repeats": repeats, "lag": lag,
-                "train": train,
+                "lora": lora, "train": train,
                 "candidates": 99_999, "per_day": rows, "mean_bits": mean,
                 "before_minus_oracle_bits_min": round(min(r["bits"]["before"] - r["bits"]["oracle"] for r in rows), 1),
                 "fast_minus_oracle_bits_max": round(max(r["bits"]["fast"] - r["bits"]["oracle"] for r in rows), 1),
@@ -191,8 +191,9 @@ def main() -> None:
                    "it is forgotten (1: the user asks to forget yesterday)")
     p.add_argument("--epochs", type=int, default=None, help="privacy, smol: passes over each day (default: the family's)")
     p.add_argument("--lr", type=float, default=None, help="privacy: learning rate (default: the family's)")
-    p.add_argument("--rank", type=int, default=None)
-    p.add_argument("--targets", default="q_proj,v_proj")
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank (default: smol 8, otherwise the family's 4)")
+    p.add_argument("--alpha", type=float, default=None, help="privacy: LoRA alpha (default: the family's)")
+    p.add_argument("--targets", default=None, help="LoRA target modules, comma-separated (default q_proj,v_proj)")
     a = p.parse_args()
     torch_threads = 1
     import torch
@@ -202,9 +203,11 @@ def main() -> None:
         res = tiny(a.days, a.rank or 4)
     elif a.which == "privacy":
         train = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
-        res = privacy(a.days, a.forgets, a.repeats, a.lag, train)
+        lora = {k: v for k, v in (("rank", a.rank), ("alpha", a.alpha),
+                                  ("target_modules", a.targets and tuple(a.targets.split(",")))) if v is not None}
+        res = privacy(a.days, a.forgets, a.repeats, a.lag, lora, train)
     else:
-        res = smol(a.rank or 8, tuple(a.targets.split(",")), a.epochs)
+        res = smol(a.rank or 8, tuple((a.targets or "q_proj,v_proj").split(",")), a.epochs)
     res["peak_rss_mb"] = round(peak_mb())
     print(json.dumps(res, indent=2))
 
